@@ -1,0 +1,101 @@
+"""The LightningModule around ConvNet: loss, optimizer, and one torchmetrics object per split.
+
+Hyperparameters are stored as plain dicts (the optimizer and scheduler as Hydra configs, instantiated in
+``configure_optimizers``) so a checkpoint holds only tensors and primitives, loads with
+``weights_only=True``, and rebuilds its own architecture without the run's config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning import LightningModule
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from convlens.models.convnet import ConvNet
+
+
+def plain(config: Mapping | None) -> dict | None:
+    """A Hydra/OmegaConf node as a plain dict, safe to pickle into a checkpoint."""
+    if config is None:
+        return None
+    return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
+
+
+class ConvNetClassifier(LightningModule):
+    def __init__(
+        self,
+        net: Mapping[str, Any],
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters({"net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler)})
+        self.net = ConvNet(**self.hparams.net)
+        num_classes = self.hparams.net.get("num_classes", 10)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.train_acc_since_check = MulticlassAccuracy(num_classes, average="micro")  # tutorial's train error
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.train_loss = MeanMetric()
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = batch
+        log_probs = self(x)
+        return F.nll_loss(log_probs, y), log_probs.argmax(dim=1), y
+
+    def on_train_start(self) -> None:
+        # The sanity check ran validation on an untrained model; it must not count as the best accuracy.
+        self.val_acc.reset()
+        self.val_acc_best.reset()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, preds, y = self._step(batch)
+        self.train_loss(loss)
+        self.train_acc(preds, y)
+        self.train_acc_since_check.update(preds, y)
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        _, preds, y = self._step(batch)
+        self.val_acc.update(preds, y)
+
+    def on_validation_epoch_end(self) -> None:
+        acc = self.val_acc.compute()
+        self.val_acc.reset()
+        self.log_dict({"val/acc": acc, "val/err": 100 * (1 - acc)}, prog_bar=True, sync_dist=False)
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(acc)
+        self.log("val/acc_best", self.val_acc_best.compute())
+        if self.train_acc_since_check.update_called:
+            self.log("train/err", 100 * (1 - self.train_acc_since_check.compute()))
+            self.train_acc_since_check.reset()
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        _, preds, y = self._step(batch)
+        self.test_acc.update(preds, y)
+
+    def on_test_epoch_end(self) -> None:
+        acc = self.test_acc.compute()
+        self.test_acc.reset()
+        self.log_dict({"test/acc": acc, "test/err": 100 * (1 - acc)})
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())  # configs are _partial_
+        if self.hparams.scheduler is None:
+            return {"optimizer": optimizer}
+        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,44 @@
+"""The tutorial's ConvNet, layer for layer: two 5x5 convolutions with pooling, then two linear layers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvNet(nn.Module):
+    def __init__(
+        self,
+        depth: Sequence[int] = (4, 8),
+        hidden: int = 512,
+        dropout: float = 0.5,
+        image_size: int = 28,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        kernel_size: int = 5,
+    ) -> None:
+        super().__init__()
+        d1, d2 = depth
+        padding = kernel_size // 2  # "same" convolutions: only the pools shrink the image
+        self.conv1 = nn.Conv2d(in_channels, d1, kernel_size, padding=padding)
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(d1, d2, kernel_size, padding=padding)
+        self.fc1 = nn.Linear(d2 * (image_size // 4) ** 2, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both post-ReLU conv outputs, before pooling: what the feature-map pictures show."""
+        a1 = F.relu(self.conv1(x))  # (N, 4, 28, 28)
+        a2 = F.relu(self.conv2(self.pool(a1)))  # (N, 8, 14, 14)
+        return a1, a2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities over the classes."""
+        _, a2 = self.features(x)  # (N, 8, 14, 14)
+        x = self.pool(a2).flatten(1)  # (N, 8, 7, 7) -> (N, 392)
+        x = self.dropout(F.relu(self.fc1(x)))  # (N, 512)
+        return F.log_softmax(self.fc2(x), dim=1)  # (N, 10)
