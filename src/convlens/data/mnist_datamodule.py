@@ -1,0 +1,80 @@
+"""MNIST as the tutorial splits it: 60,000 images train; the 10,000 test images split by index into
+validation (the first ``val_size``) and test (the rest), each drawn through a ``SubsetRandomSampler``."""
+
+from __future__ import annotations
+
+from pytorch_lightning import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, SubsetRandomSampler
+from torchvision import datasets, transforms
+
+from convlens.data.mnist_files import ensure_mnist
+from convlens.data.tensor_images import TensorImages, keep_batch
+from convlens.errors import ConvlensError
+
+MNIST_TEST_SIZE = 10_000
+
+
+class MNISTDataModule(LightningDataModule):
+    def __init__(
+        self,
+        data_dir: str,
+        batch_size: int = 64,
+        eval_batch_size: int = 1000,
+        val_size: int = 5000,
+        in_memory: bool = True,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if not 1 <= val_size < MNIST_TEST_SIZE:
+            raise ConvlensError(
+                f"data.val_size={val_size} must be between 1 and {MNIST_TEST_SIZE - 1} so that both the "
+                "validation and the test half of MNIST's test set are non-empty; set data.val_size=5000")
+        self.save_hyperparameters(logger=False)
+        self.train_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    @property
+    def val_indices(self) -> range:
+        return range(0, self.hparams.val_size)
+
+    @property
+    def test_indices(self) -> range:
+        return range(self.hparams.val_size, MNIST_TEST_SIZE)
+
+    def prepare_data(self) -> None:
+        ensure_mnist(self.hparams.data_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        train = datasets.MNIST(self.hparams.data_dir, train=True, transform=transforms.ToTensor())
+        test = datasets.MNIST(self.hparams.data_dir, train=False, transform=transforms.ToTensor())
+        if self.hparams.in_memory:
+            device = self.trainer.strategy.root_device if self.trainer is not None else "cpu"
+            train = TensorImages(train.data, train.targets).to(device)
+            test = TensorImages(test.data, test.targets).to(device)
+        self.train_set, self.test_set = train, test
+
+    def _loader(self, dataset: Dataset, batch_size: int, **sampling) -> DataLoader:
+        on_device = isinstance(dataset, TensorImages) and dataset.images.device.type != "cpu"
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            collate_fn=keep_batch if self.hparams.in_memory else None,
+            num_workers=0 if on_device else self.hparams.num_workers,
+            pin_memory=self.hparams.pin_memory and not on_device,
+            persistent_workers=self.hparams.num_workers > 0 and not on_device,
+            **sampling,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.hparams.eval_batch_size,
+                            sampler=SubsetRandomSampler(self.val_indices))
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.hparams.eval_batch_size,
+                            sampler=SubsetRandomSampler(self.test_indices))
