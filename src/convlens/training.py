@@ -1,0 +1,117 @@
+"""What ``src/train.py`` and ``src/eval.py`` do, as functions a test or a sweep can call with a composed config."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning import Callback, LightningDataModule, Trainer, seed_everything
+from pytorch_lightning.loggers import Logger
+from rich.console import Console
+
+from convlens.checkpoints import load_classifier
+from convlens.config_checks import check_accelerator
+
+console = Console()
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Each ``_target_`` entry of a config group such as ``callbacks`` or ``logger``."""
+    if not group:
+        return []
+    return [instantiate(entry) for entry in group.values() if isinstance(entry, DictConfig) and "_target_" in entry]
+
+
+def prepare_process(cfg: DictConfig) -> None:
+    """Thread count and seed: set first, per job, so parallel jobs neither oversubscribe nor share randomness."""
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    if cfg.get("seed") is not None:
+        seed_everything(cfg.seed, workers=True)
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> Trainer:
+    check_accelerator(cfg.trainer)
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+
+def write_metrics(output_dir: str | Path, metrics: dict[str, Any]) -> Path:
+    path = Path(output_dir) / "metrics.json"
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def scalar(metrics: dict[str, Any], key: str) -> float | None:
+    value = metrics.get(key)
+    return None if value is None else round(float(value), 6)  # float32 noise would only distract
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, test the best checkpoint, write ``metrics.json``; return the metrics."""
+    started = time.perf_counter()
+    check_accelerator(cfg.trainer)
+    prepare_process(cfg)
+    datamodule: LightningDataModule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")), instantiate_group(cfg.get("logger")))
+
+    fit_started = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    fit_seconds = time.perf_counter() - fit_started
+    metrics: dict[str, Any] = {"val/acc_best": scalar(trainer.callback_metrics, "val/acc_best")}
+
+    if cfg.get("test"):
+        checkpoint = trainer.checkpoint_callback
+        best = checkpoint.best_model_path if checkpoint is not None else ""
+        if not best:
+            console.print("[yellow]no best checkpoint was saved; testing the weights as they are")
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
+        metrics.update({key: scalar(trainer.callback_metrics, key) for key in ("test/acc", "test/err")})
+        metrics["best_ckpt"] = best or None
+
+    epochs = trainer.current_epoch
+    metrics.update({
+        "epochs": epochs,
+        "steps": trainer.global_step,
+        "fit_seconds": round(fit_seconds, 3),
+        "seconds_per_epoch": round(fit_seconds / max(epochs, 1), 3),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+    })
+    output_dir = Path(cfg.paths.output_dir)
+    write_metrics(output_dir, metrics)
+    print_summary(metrics, output_dir)
+    return metrics
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Test a checkpoint on the test half; write ``metrics.json``; return the metrics."""
+    started = time.perf_counter()
+    check_accelerator(cfg.trainer)
+    model = load_classifier(cfg.ckpt_path)
+    prepare_process(cfg)
+    datamodule: LightningDataModule = instantiate(cfg.data)
+    trainer = build_trainer(cfg, callbacks=[], loggers=[])
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    metrics = {key: scalar(trainer.callback_metrics, key) for key in ("test/acc", "test/err")}
+    metrics.update({"ckpt_path": str(cfg.ckpt_path), "wall_seconds": round(time.perf_counter() - started, 3)})
+    output_dir = Path(cfg.paths.output_dir)
+    write_metrics(output_dir, metrics)
+    console.print(f"test/acc [bold]{metrics['test/acc']:.4f}[/bold] (error {metrics['test/err']:.2f}%) "
+                  f"for {cfg.ckpt_path}; metrics in {output_dir / 'metrics.json'}")
+    return metrics
+
+
+def print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
+    parts = []
+    if metrics.get("test/acc") is not None:
+        parts.append(f"test/acc [bold]{metrics['test/acc']:.4f}[/bold] (error {metrics['test/err']:.2f}%)")
+    if metrics.get("val/acc_best") is not None:
+        parts.append(f"val/acc_best {metrics['val/acc_best']:.4f}")
+    parts.append(f"{metrics['epochs']} epochs, {metrics['steps']} steps, {metrics['wall_seconds']:.0f} s")
+    console.print(" · ".join(parts) + f" → {output_dir}")
+    console.print(f"TensorBoard: tensorboard --logdir {output_dir}")

@@ -1,0 +1,18 @@
+"""Test a checkpoint on MNIST's test half: python src/eval.py ckpt_path=<run dir>/checkpoints/last.ckpt"""
+
+import hydra
+from omegaconf import DictConfig
+
+from convlens.cli import CONFIG_DIR, report_errors, set_project_root
+from convlens.training import evaluate
+
+set_project_root()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def main(cfg: DictConfig) -> None:
+    report_errors(lambda: evaluate(cfg))
+
+
+if __name__ == "__main__":
+    main()

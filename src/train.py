@@ -1,0 +1,19 @@
+"""Train the ConvNet: python src/train.py [overrides], e.g. trainer.max_epochs=5 model.optimizer.lr=0.01"""
+
+import hydra
+from omegaconf import DictConfig
+
+from convlens.cli import CONFIG_DIR, report_errors, set_project_root
+from convlens.training import train
+
+set_project_root()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = report_errors(lambda: train(cfg))
+    return metrics.get(cfg.optimized_metric)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Shared fixtures: the real MNIST files, composed Hydra configs, and a way to run the real entry points."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from convlens.cli import CONFIG_DIR, PROJECT_ROOT, set_project_root
+from convlens.data.mnist_files import ensure_mnist
+
+set_project_root()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The project's real, MD5-verified MNIST (fetched once if missing)."""
+    directory = PROJECT_ROOT / "data"
+    ensure_mnist(directory)
+    return directory
+
+
+def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """A config exactly as the entry point would see it, with its run folder set to ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
+        HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture
+def train_config(tmp_path: Path, data_dir: Path):
+    """Compose ``train.yaml`` for a tiny real CPU run in ``tmp_path``."""
+
+    def make(*overrides: str) -> DictConfig:
+        base = ["trainer=cpu", f"paths.data_dir={data_dir}", "callbacks.rich_progress_bar=null",
+                "trainer.enable_model_summary=false"]
+        return compose_config("train", [*base, *overrides], tmp_path)
+
+    return make
+
+
+def run_entry(script: str, *overrides: str, cwd: Path = PROJECT_ROOT, check: bool = True,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``src/<script>`` as a user would, in a fresh process."""
+    command = [sys.executable, str(PROJECT_ROOT / "src" / script), *overrides]
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result

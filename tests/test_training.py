@@ -1,0 +1,76 @@
+"""Real Lightning runs on real MNIST, kept short with limit_*_batches."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_entry
+from convlens.training import train
+
+pytestmark = pytest.mark.slow
+
+SHORT_RUN = ("trainer.max_epochs=1", "trainer.limit_train_batches=150", "trainer.val_check_interval=75",
+             "trainer.limit_val_batches=2", "model.optimizer.lr=0.01")
+
+
+def test_a_short_run_learns_beyond_80_percent(train_config, tmp_path):
+    metrics = train(train_config(*SHORT_RUN))
+    assert metrics["val/acc_best"] > 0.80
+    assert metrics["steps"] == 150
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["test/acc"] == pytest.approx(metrics["test/acc"]) and saved["test/acc"] > 0.80
+    assert {"test/err", "epochs", "wall_seconds", "best_ckpt"} <= saved.keys()
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_resuming_from_last_ckpt_continues_the_global_step(train_config, tmp_path):
+    train(train_config("trainer.max_epochs=1", "trainer.limit_train_batches=20", "trainer.val_check_interval=10",
+                       "trainer.limit_val_batches=1", "test=false"))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 20
+
+    resumed = train(train_config("trainer.max_epochs=2", "trainer.limit_train_batches=20",
+                                 "trainer.val_check_interval=10", "trainer.limit_val_batches=1", "test=false",
+                                 f"ckpt_path={last}"))
+    assert resumed["steps"] == 40 and resumed["epochs"] == 2
+
+
+def test_train_then_eval_entry_points_agree_on_test_accuracy(data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    run_entry("train.py", *SHORT_RUN, "trainer=cpu", "data.val_size=5000", f"paths.data_dir={data_dir}",
+              f"hydra.run.dir={run_dir}")
+    trained = json.loads((run_dir / "metrics.json").read_text())
+
+    eval_dir = tmp_path / "eval"
+    result = run_entry("eval.py", f"ckpt_path={trained['best_ckpt']}", "trainer=cpu",
+                       f"paths.data_dir={data_dir}", f"hydra.run.dir={eval_dir}")
+    evaluated = json.loads((eval_dir / "metrics.json").read_text())
+
+    assert evaluated["test/acc"] == trained["test/acc"]
+    assert f"{trained['test/acc']:.4f}" in result.stdout
+
+
+def test_eval_with_a_missing_checkpoint_says_so_in_one_line(tmp_path):
+    result = run_entry("eval.py", f"ckpt_path={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path}", check=False)
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_eval_with_a_file_that_is_not_a_checkpoint_says_so(tmp_path):
+    bogus = tmp_path / "notes.ckpt"
+    bogus.write_text("these are notes, not weights")
+    result = run_entry("eval.py", f"ckpt_path={bogus}", f"hydra.run.dir={tmp_path / 'eval'}", check=False)
+    assert result.returncode == 1
+    assert "is not a checkpoint" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when there is no GPU")
+def test_gpu_trainer_without_a_gpu_fails_clearly(tmp_path):
+    result = run_entry("train.py", "trainer=gpu", f"hydra.run.dir={tmp_path}", check=False)
+    assert result.returncode == 1
+    assert "trainer=cpu" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
