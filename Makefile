@@ -1,0 +1,31 @@
+# The two commands a newcomer needs: `make train` and `make test`. Each sets up .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: setup data train test test-fast benchmark clean-logs
+
+$(INSTALLED): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,sweep]'
+	touch $@
+
+setup: $(INSTALLED)
+
+data: setup
+	$(PY) scripts/fetch_data.py
+
+# Extra Hydra overrides: make train ARGS="trainer.max_epochs=5"
+train: data
+	$(PY) src/train.py $(ARGS)
+
+# Extra pytest flags: make test PYTEST_ARGS="-m 'not slow'"
+test: data
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: data
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+clean-logs:
+	rm -rf logs
