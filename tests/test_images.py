@@ -15,11 +15,11 @@ from convlens.cli import PROJECT_ROOT
 from convlens.errors import ConvlensError
 from convlens.images import load_digit
 
-IMAGE_CONFIG = dict(OmegaConf.load(PROJECT_ROOT / "conf" / "image" / "mnist.yaml"))
+PREPROCESS = dict(OmegaConf.load(PROJECT_ROOT / "conf" / "preprocess" / "mnist.yaml"))
 
 
 def load(path: Path, **changes) -> torch.Tensor:
-    return load_digit(path, **{**IMAGE_CONFIG, **changes})
+    return load_digit(path, **{**PREPROCESS, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ def test_too_many_pixels_is_refused_from_the_header_alone(six, tmp_path):
     on_paper(six).save(path)
     path.write_bytes(path.read_bytes()[:100])
     message = error_for(path, max_pixels=10_000)
-    assert "420x300" in message and "image.max_pixels" in message
+    assert "420x300" in message and "preprocess.max_pixels" in message
 
 
 def png_header(width: int, height: int) -> bytes:

@@ -57,7 +57,7 @@ def open_checked(path: Path, max_pixels: int) -> Image.Image:
     if width * height > max_pixels:
         image.close()
         raise ConvlensError(f"image {path} is {width}x{height} = {width * height:,} pixels, more than the "
-                            f"{max_pixels:,} allowed; scale it down or raise image.max_pixels")
+                            f"{max_pixels:,} allowed; scale it down or raise preprocess.max_pixels")
     try:
         image.load()
     except (OSError, ValueError) as error:
