@@ -51,6 +51,19 @@ def scalar(metrics: dict[str, Any], key: str) -> float | None:
     return None if value is None else round(float(value), 6)  # float32 noise would only distract
 
 
+def fit_progress(trainer: Trainer) -> tuple[int, int]:
+    """(epochs, steps) of the fit. ``ddp_spawn`` fits in child processes whose loop counters do not come back
+    to this one; the ``last.ckpt`` they wrote holds them (its ``epoch`` counts from 0)."""
+    checkpoint = trainer.checkpoint_callback
+    if trainer.global_step or checkpoint is None or not checkpoint.dirpath:
+        return trainer.current_epoch, trainer.global_step
+    last = Path(checkpoint.dirpath) / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}"
+    if not last.is_file():
+        return trainer.current_epoch, trainer.global_step
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    return state["epoch"] + 1, state["global_step"]
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write ``metrics.json``; return the metrics."""
     started = time.perf_counter()
@@ -74,10 +87,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics.update({key: scalar(trainer.callback_metrics, key) for key in ("test/acc", "test/err")})
         metrics["best_ckpt"] = best or None
 
-    epochs = trainer.current_epoch
+    epochs, steps = fit_progress(trainer)
     metrics.update({
         "epochs": epochs,
-        "steps": trainer.global_step,
+        "steps": steps,
         "fit_seconds": round(fit_seconds, 3),
         "seconds_per_epoch": round(fit_seconds / max(epochs, 1), 3),
         "wall_seconds": round(time.perf_counter() - started, 3),

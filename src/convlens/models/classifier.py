@@ -75,13 +75,15 @@ class ConvNetClassifier(LightningModule):
     def on_validation_epoch_end(self) -> None:
         acc = self.val_acc.compute()
         self.val_acc.reset()
-        self.log_dict({"val/acc": acc, "val/err": 100 * (1 - acc)}, prog_bar=True, sync_dist=False)
+        # compute() already reduced the counts over all DDP processes; sync_dist=True only averages equal
+        # numbers, and tells Lightning so (it warns otherwise).
+        self.log_dict({"val/acc": acc, "val/err": 100 * (1 - acc)}, prog_bar=True, sync_dist=True)
         if self.trainer.sanity_checking:
             return
         self.val_acc_best(acc)
-        self.log("val/acc_best", self.val_acc_best.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
         if self.train_acc_since_check.update_called:
-            self.log("train/err", 100 * (1 - self.train_acc_since_check.compute()))
+            self.log("train/err", 100 * (1 - self.train_acc_since_check.compute()), sync_dist=True)
             self.train_acc_since_check.reset()
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -91,7 +93,7 @@ class ConvNetClassifier(LightningModule):
     def on_test_epoch_end(self) -> None:
         acc = self.test_acc.compute()
         self.test_acc.reset()
-        self.log_dict({"test/acc": acc, "test/err": 100 * (1 - acc)})
+        self.log_dict({"test/acc": acc, "test/err": 100 * (1 - acc)}, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())  # configs are _partial_
