@@ -17,6 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import compose_config, run_entry
 from convlens.callbacks.convnet_pictures import ConvNetPictures
+from convlens.errors import ConvlensError
 from convlens.training import build_trainer, instantiate_group, prepare_process
 from convlens.visualizing import visualize
 
@@ -52,7 +53,7 @@ def fit(run_dir: Path, data_dir: Path, *overrides: str):
     prepare_process(cfg)
     datamodule, model = instantiate(cfg.data), instantiate(cfg.model)
     trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")), instantiate_group(cfg.get("logger")))
-    trainer.fit(model, datamodule=datamodule)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     return trainer
 
 
@@ -119,6 +120,21 @@ def test_training_is_bit_identical_with_the_callback_on_or_off(tmp_path, data_di
     assert len(val_acc["on"]) == len(CHECK_STEPS) and val_acc["on"] == val_acc["off"]
     weights_on, weights_off = on.lightning_module.state_dict(), off.lightning_module.state_dict()
     assert all(torch.equal(weights_on[key], weights_off[key]) for key in weights_on)
+
+
+def test_resumed_training_keeps_the_error_history(tmp_path, data_dir):
+    first = fit(tmp_path, data_dir, "trainer.limit_train_batches=20")
+    (before,) = [c for c in first.callbacks if isinstance(c, ConvNetPictures)]
+    resumed = fit(tmp_path, data_dir, "trainer.max_epochs=2", "trainer.limit_train_batches=20",
+                  f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}")
+    (after,) = [c for c in resumed.callbacks if isinstance(c, ConvNetPictures)]
+    assert len(before.val_err) == 2 and len(after.val_err) == 4
+    assert after.val_err[:2] == before.val_err and after.train_err[:2] == before.train_err
+
+
+def test_a_probe_index_outside_the_test_set_is_a_clear_error(tmp_path, data_dir):
+    with pytest.raises(ConvlensError, match=r"probe_indices has \[10000\], outside the test set's 0..9999"):
+        fit(tmp_path, data_dir, "callbacks.convnet_pictures.probe_indices=[100,10000]")
 
 
 def free_port() -> int:

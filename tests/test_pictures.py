@@ -1,16 +1,16 @@
 """The picture-making functions on small tensors: colours, layout, sizes, titles, curves."""
 
-import io
+from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
-from PIL import Image
+from hydra.utils import instantiate
 
+from conftest import compose_config
 from convlens import pictures
-from convlens.cli import PROJECT_ROOT
+from convlens.cli import CONFIG_DIR
 from convlens.errors import ConvlensError
 from convlens.pictures import PictureStyle
 
@@ -28,9 +28,16 @@ def tile(picture: torch.Tensor, row: int, column: int, tile_px: int) -> torch.Te
     return picture[:, top:top + tile_px, left:left + tile_px]
 
 
-def test_the_configured_style_is_the_one_tested_here():
-    assert PictureStyle(**{k: v for k, v in OmegaConf.load(PROJECT_ROOT / "conf/picture/default.yaml").items()
-                           if k != "_target_"}) == STYLE
+@pytest.mark.parametrize("option", sorted(p.stem for p in (Path(CONFIG_DIR) / "picture").glob("*.yaml")))
+def test_visualize_config_composes_and_builds_the_style(option, tmp_path):
+    cfg = compose_config("visualize", ["ckpt_path=some.ckpt", f"picture={option}"], tmp_path)
+    assert set(cfg.preprocess) == {"size", "digit_box", "max_pixels", "min_contrast", "ink_threshold"}
+    assert isinstance(instantiate(cfg.picture), PictureStyle)
+
+
+def test_the_default_style_is_the_one_tested_here(tmp_path):
+    cfg = compose_config("train", [], tmp_path)
+    assert instantiate(cfg.callbacks.convnet_pictures.style) == STYLE
 
 
 def test_each_map_is_scaled_by_its_own_range():
@@ -97,9 +104,9 @@ def test_error_curves_plot_both_series_against_checks():
     train, val = axes.get_lines()
     assert list(train.get_xdata()) == [1, 2, 3] and list(train.get_ydata()) == [9.0, 5.0, 3.0]
     assert list(val.get_ydata()) == [10.0, 6.0, 4.5]
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    assert Image.open(buffer).size == (600, 400)
+    picture = pictures.rendered(figure)
+    assert picture.shape == (3, 400, 600) and 0 <= picture.min() and picture.max() <= 1
+    assert picture[:, 0, 0].tolist() == [1.0, 1.0, 1.0]  # white background, drawn without a display
 
 
 def test_a_bad_style_is_a_one_line_error():

@@ -16,6 +16,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
@@ -99,6 +100,14 @@ def error_curves(train_err: Sequence[float], val_err: Sequence[float], checks_la
     return figure
 
 
+def rendered(figure: Figure) -> torch.Tensor:
+    """A matplotlib figure drawn once (Agg, no display needed) as a (3, H, W) picture like the grids."""
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    rgb = np.asarray(canvas.buffer_rgba())[..., :3]
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div(255)
+
+
 def to_pil(picture: torch.Tensor) -> Image.Image:
     pixels = picture.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
     return Image.fromarray(np.ascontiguousarray(pixels), mode="RGB")
@@ -123,5 +132,5 @@ def titled(picture: torch.Tensor, title: str, style: PictureStyle) -> Image.Imag
 def save_png(picture: torch.Tensor | Image.Image, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    (picture if isinstance(picture, Image.Image) else to_pil(picture)).save(path, optimize=True)
+    (picture if isinstance(picture, Image.Image) else to_pil(picture)).save(path)
     return path

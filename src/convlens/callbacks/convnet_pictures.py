@@ -67,19 +67,16 @@ class ConvNetPictures(Callback):
             self.log_pictures(trainer, pl_module)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero or trainer.fast_dev_run:  # a smoke test saves nothing
             return
         drawn = self.log_pictures(trainer, pl_module)
-        curves = pictures.error_curves(self.train_err, self.val_err, checks_label="validation check")
-        if trainer.fast_dev_run:
-            return  # a smoke test saves nothing
-        run_dir = Path(trainer.default_root_dir)
-        for name, picture in drawn.items():
-            pictures.save_png(picture, run_dir / f"{name.replace('/', '_')}.png")
-        curves.savefig(run_dir / "error_curves.png")
+        curves = pictures.rendered(pictures.error_curves(self.train_err, self.val_err, "validation check"))
         writer = tensorboard_writer(trainer)
         if writer is not None:
-            writer.add_figure("error_curves", curves, global_step=trainer.global_step)
+            writer.add_image("error_curves", curves, global_step=trainer.global_step)
+        run_dir = Path(trainer.default_root_dir)
+        for name, picture in {**drawn, "error_curves": curves}.items():
+            pictures.save_png(picture, run_dir / f"{name.replace('/', '_')}.png")
 
     def log_pictures(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, torch.Tensor]:
         """Draw every picture of the model as it is now; log them unless this step already has them."""
