@@ -21,7 +21,8 @@ def test_ddp_sees_each_val_and_test_index_once_and_eval_agrees(data_dir, tmp_pat
         "train.py", "trainer=ddp_cpu", "threads=1", "data._target_=index_recording.IndexRecordingMNIST",
         f"+data.record_dir={record_dir}", "trainer.max_epochs=2", "trainer.limit_train_batches=8",
         "trainer.val_check_interval=1.0", "trainer.check_val_every_n_epoch=2", "+trainer.num_sanity_val_steps=0",
-        "model.optimizer.lr=0.1", "callbacks.rich_progress_bar=null", "trainer.enable_model_summary=false",
+        "model.optimizer.lr=0.1", "callbacks.rich_progress_bar=null", "callbacks.convnet_pictures=null",
+        "trainer.enable_model_summary=false",
         f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}",
         env={"PYTHONPATH": f"{TESTS_DIR}:{PROJECT_ROOT / 'src'}"})
     trained = json.loads((run_dir / "metrics.json").read_text())
