@@ -39,6 +39,7 @@ MIN_TEST_ACC_20_EPOCHS = 0.99
 MEASURES = (  # key, label, how to print it
     ("wall_seconds", "whole process, s", "{:.2f}"),
     ("seconds_per_epoch", "training loop per epoch, s", "{:.2f}"),
+    ("cpu_seconds", "whole process CPU time, s", "{:.1f}"),
     ("peak_rss_mb", "peak resident memory, MB", "{:.0f}"),
     ("test_acc", "test accuracy", "{:.4f}"),
 )
@@ -54,6 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit-val-batches", type=int, default=None, help="smoke runs: batches per validation")
     parser.add_argument("--limit-test-batches", type=int, default=None, help="smoke runs: batches of the test")
     parser.add_argument("--val-check-interval", type=int, default=100, help="validate every N training batches")
+    parser.add_argument("--tutorial-threads", type=int, default=None,
+                        help="torch threads for A (default: torch's own choice, as the tutorial runs)")
+    parser.add_argument("--convlens-root", default=str(ROOT),
+                        help="the checkout whose src/train.py is B, e.g. an older commit for a before/after")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for B only, e.g. trainer=gpu")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.runs < 1:
@@ -64,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def tutorial_command(args: argparse.Namespace, out: Path) -> list[str]:
     command = [sys.executable, str(ROOT / "scripts" / "tutorial_loop.py"), "--data-dir", args.data_dir,
                "--epochs", str(args.epochs), "--val-check-interval", str(args.val_check_interval), "--out", str(out)]
+    if args.tutorial_threads is not None:
+        command += ["--threads", str(args.tutorial_threads)]
     for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         if getattr(args, name) is not None:
             command += ["--" + name.replace("_", "-"), str(getattr(args, name))]
@@ -71,7 +78,7 @@ def tutorial_command(args: argparse.Namespace, out: Path) -> list[str]:
 
 
 def convlens_command(args: argparse.Namespace, run_dir: Path) -> list[str]:
-    command = [sys.executable, str(ROOT / "src" / "train.py"), f"trainer.max_epochs={args.epochs}",
+    command = [sys.executable, str(Path(args.convlens_root) / "src" / "train.py"), f"trainer.max_epochs={args.epochs}",
                f"trainer.val_check_interval={args.val_check_interval}", f"paths.data_dir={args.data_dir}",
                f"hydra.run.dir={run_dir}"]
     for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
@@ -81,7 +88,7 @@ def convlens_command(args: argparse.Namespace, run_dir: Path) -> list[str]:
 
 
 def run_process(command: list[str], log: Path) -> dict[str, float]:
-    """Run ``command`` to the end; its wall seconds and its own peak resident memory (not its parent's)."""
+    """Run ``command`` to the end: its wall seconds, and its own CPU time and peak resident memory (not ours)."""
     started = time.perf_counter()
     with open(log, "w") as output:
         process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
@@ -92,7 +99,8 @@ def run_process(command: list[str], log: Path) -> dict[str, float]:
     if process.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         raise SystemExit(f"error: {' '.join(command)} exited with {process.returncode}:\n{tail}")
-    return {"wall_seconds": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}  # ru_maxrss is KiB
+    return {"wall_seconds": round(wall, 3), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}  # ru_maxrss is in KiB
 
 
 def run_tutorial(args: argparse.Namespace, scratch: Path, index: int) -> dict[str, Any]:
@@ -173,6 +181,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "limits": {name: getattr(args, name) for name in
                    ("limit_train_batches", "limit_val_batches", "limit_test_batches", "val_check_interval")},
         "overrides_B": list(args.overrides),
+        "tutorial_threads": args.tutorial_threads,
+        "convlens_root": args.convlens_root,
         "A": summarise(runs["A"]),
         "B": summarise(runs["B"]),
         "runs_A": runs["A"],

@@ -59,9 +59,12 @@ def main() -> None:
     parser.add_argument("--limit-test-batches", type=int, default=None, help="batches of the final test")
     parser.add_argument("--val-check-interval", type=int, default=100, help="validate every N training batches")
     parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", required=True, help="where to write the JSON result")
     args = parser.parse_args()
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     train_set = datasets.MNIST(args.data_dir, train=True, transform=transforms.ToTensor())
     test_set = datasets.MNIST(args.data_dir, train=False, transform=transforms.ToTensor())
