@@ -107,14 +107,16 @@ def run_tutorial(args: argparse.Namespace, scratch: Path, index: int) -> dict[st
     out = scratch / f"A{index}.json"
     measured = run_process(tutorial_command(args, out), scratch / f"A{index}.log")
     reported = json.loads(out.read_text())
-    return {**measured, "seconds_per_epoch": reported["seconds_per_epoch"], "test_acc": reported["test_acc"]}
+    return {**measured, "seconds_per_epoch": reported["seconds_per_epoch"], "test_acc": reported["test_acc"],
+            "steps": reported["steps"]}
 
 
 def run_convlens(args: argparse.Namespace, scratch: Path, index: int) -> dict[str, Any]:
     run_dir = scratch / f"B{index}"
     measured = run_process(convlens_command(args, run_dir), scratch / f"B{index}.log")
     reported = json.loads((run_dir / "metrics.json").read_text())
-    return {**measured, "seconds_per_epoch": reported["seconds_per_epoch"], "test_acc": reported["test/acc"]}
+    return {**measured, "seconds_per_epoch": reported["seconds_per_epoch"], "test_acc": reported["test/acc"],
+            "steps": reported["steps"]}
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

@@ -75,6 +75,7 @@ def main() -> None:
     model = ConvNet()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
 
+    steps = 0
     loop_started = time.perf_counter()
     for epoch in range(args.epochs):
         running_loss = 0.0
@@ -85,6 +86,7 @@ def main() -> None:
             loss = F.nll_loss(model(images), labels)
             loss.backward()
             optimizer.step()
+            steps += 1
             running_loss += loss.item()
             if (i + 1) % args.val_check_interval == 0:
                 val_acc = accuracy(model, val_loader, args.limit_val_batches)
@@ -95,6 +97,7 @@ def main() -> None:
 
     result = {
         "epochs": args.epochs,
+        "steps": steps,
         "loop_seconds": round(loop_seconds, 3),
         "seconds_per_epoch": round(loop_seconds / args.epochs, 3),
         "test_acc": round(accuracy(model, test_loader, args.limit_test_batches), 6),
