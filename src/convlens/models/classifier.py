@@ -39,10 +39,12 @@ class ConvNetClassifier(LightningModule):
         self.save_hyperparameters({"net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler)})
         self.net = ConvNet(**self.hparams.net)
         num_classes = self.hparams.net.get("num_classes", 10)
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.train_acc_since_check = MulticlassAccuracy(num_classes, average="micro")  # tutorial's train error
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        # Predictions are argmax indices, always valid: skip the input checks (a torch.unique per update).
+        accuracy = {"num_classes": num_classes, "average": "micro", "validate_args": False}
+        self.train_acc = MulticlassAccuracy(**accuracy)
+        self.train_acc_since_check = MulticlassAccuracy(**accuracy)  # tutorial's train error
+        self.val_acc = MulticlassAccuracy(**accuracy)
+        self.test_acc = MulticlassAccuracy(**accuracy)
         self.val_acc_best = MaxMetric()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
