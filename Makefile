@@ -27,5 +27,9 @@ test: data
 test-fast: data
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# Time src/train.py against the tutorial's loop: make benchmark ARGS="--epochs 3 --runs 3"
+benchmark: data
+	$(PY) scripts/benchmark.py $(ARGS)
+
 clean-logs:
 	rm -rf logs

@@ -4,6 +4,7 @@ Under DDP each process gets its own slice of each split (see ``sharding``); ``ba
 
 from __future__ import annotations
 
+import torch
 from pytorch_lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
@@ -35,6 +36,7 @@ class MNISTDataModule(LightningDataModule):
         self.save_hyperparameters(logger=False)
         self.train_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self._verified = False
 
     @property
     def val_indices(self) -> range:
@@ -45,7 +47,9 @@ class MNISTDataModule(LightningDataModule):
         return range(self.hparams.val_size, MNIST_TEST_SIZE)
 
     def prepare_data(self) -> None:
-        ensure_mnist(self.hparams.data_dir)
+        if not self._verified:  # fit and test both call this; checking 55 MB of MD5s once is enough
+            ensure_mnist(self.hparams.data_dir)
+            self._verified = True
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -53,19 +57,22 @@ class MNISTDataModule(LightningDataModule):
         train = datasets.MNIST(self.hparams.data_dir, train=True, transform=transforms.ToTensor())
         test = datasets.MNIST(self.hparams.data_dir, train=False, transform=transforms.ToTensor())
         if self.hparams.in_memory:
-            device = self.trainer.strategy.root_device if self.trainer is not None else "cpu"
-            train = TensorImages(train.data, train.targets).to(device)
-            test = TensorImages(test.data, test.targets).to(device)
+            train = TensorImages(train.data, train.targets).to(self._device())
+            test = TensorImages(test.data, test.targets).to(self._device())
         self.train_set, self.test_set = train, test
+
+    def _device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
     def _loader(self, dataset: Dataset, batch_size: int, **sampling) -> DataLoader:
         on_device = isinstance(dataset, TensorImages) and dataset.images.device.type != "cpu"
+        copied_to_gpu = not on_device and self._device().type == "cuda"  # only then is pinning worth it
         return DataLoader(
             dataset,
             batch_size=batch_size,
             collate_fn=keep_batch if self.hparams.in_memory else None,
             num_workers=0 if on_device else self.hparams.num_workers,
-            pin_memory=self.hparams.pin_memory and not on_device,
+            pin_memory=self.hparams.pin_memory and copied_to_gpu,
             persistent_workers=self.hparams.num_workers > 0 and not on_device,
             **sampling,
         )

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning import LightningModule
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from convlens.errors import ConvlensError
@@ -45,11 +45,12 @@ class ConvNetClassifier(LightningModule):
         if class_names is not None and len(class_names) != num_classes:
             raise ConvlensError(f"{len(class_names)} class names for model.net.num_classes={num_classes}; "
                                 "leave both to the data config")
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.train_acc_since_check = MulticlassAccuracy(num_classes, average="micro")  # tutorial's train error
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.train_loss = MeanMetric()
+        # Predictions are argmax indices, always valid: skip the input checks (a torch.unique per update).
+        accuracy = {"num_classes": num_classes, "average": "micro", "validate_args": False}
+        self.train_acc = MulticlassAccuracy(**accuracy)
+        self.train_acc_since_check = MulticlassAccuracy(**accuracy)  # tutorial's train error
+        self.val_acc = MulticlassAccuracy(**accuracy)
+        self.test_acc = MulticlassAccuracy(**accuracy)
         self.val_acc_best = MaxMetric()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,10 +68,11 @@ class ConvNetClassifier(LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, preds, y = self._step(batch)
-        self.train_loss(loss)
-        self.train_acc(preds, y)
+        # update(), not forward(): no per-batch value is computed, so no host sync; the loss is logged as a
+        # tensor, read only when a logger or the progress bar asks for it, and averaged per epoch by Lightning.
+        self.train_acc.update(preds, y)
         self.train_acc_since_check.update(preds, y)
-        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 

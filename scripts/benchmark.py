@@ -1,0 +1,206 @@
+"""Time convlens against the tutorial's hand-written loop, each run as its own process, alternating A B A B.
+
+    python scripts/benchmark.py [--epochs 3] [--runs 3] [--out logs/benchmark.json] [B's overrides ...]
+
+A is ``scripts/tutorial_loop.py`` (plain PyTorch, per-item ToTensor); B is ``src/train.py`` with its defaults
+(logging, checkpoints, progress bar and every default callback on), for the same epochs. Alternating spreads
+the noise of a shared machine over both. For each run it records the whole-process wall seconds (timed
+here), the training-loop seconds per epoch each reports for itself (B's ``seconds_per_epoch`` from its
+``metrics.json``, which also counts Lightning's setup and sanity check), the child's own CPU time and peak
+resident memory (``os.wait4``), and the final test accuracy; it prints medians [min–max], the ratios B/A and
+whether the issue's targets are met. Extra arguments are Hydra overrides for B only, e.g. ``trainer=gpu``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The issue's targets, checked against the medians and reported (never asserted).
+TARGETS = {"seconds_per_epoch": 0.75, "wall_seconds": 0.85}
+MAX_RSS_MB_B = 1200
+MIN_TEST_ACC_20_EPOCHS = 0.99
+
+MEASURES = (  # key, label, how to print it
+    ("wall_seconds", "whole process, s", "{:.2f}"),
+    ("seconds_per_epoch", "training loop per epoch, s", "{:.2f}"),
+    ("cpu_seconds", "whole process CPU time, s", "{:.1f}"),
+    ("peak_rss_mb", "peak resident memory, MB", "{:.0f}"),
+    ("test_acc", "test accuracy", "{:.4f}"),
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (default 3)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each of A and B (default 3)")
+    parser.add_argument("--out", default=str(ROOT / "logs" / "benchmark.json"), help="where to write the JSON")
+    parser.add_argument("--data-dir", default=str(ROOT / "data"), help="MNIST's folder, for both A and B")
+    parser.add_argument("--limit-train-batches", type=int, default=None, help="smoke runs: batches per epoch")
+    parser.add_argument("--limit-val-batches", type=int, default=None, help="smoke runs: batches per validation")
+    parser.add_argument("--limit-test-batches", type=int, default=None, help="smoke runs: batches of the test")
+    parser.add_argument("--val-check-interval", type=int, default=100, help="validate every N training batches")
+    parser.add_argument("--tutorial-threads", type=int, default=None,
+                        help="torch threads for A (default: torch's own choice, as the tutorial runs)")
+    parser.add_argument("--convlens-root", default=str(ROOT),
+                        help="the checkout whose src/train.py is B, e.g. an older commit for a before/after")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for B only, e.g. trainer=gpu")
+    args = parser.parse_args(argv)
+    if args.epochs < 1 or args.runs < 1:
+        parser.error("--epochs and --runs must be at least 1")
+    return args
+
+
+def tutorial_command(args: argparse.Namespace, out: Path) -> list[str]:
+    command = [sys.executable, str(ROOT / "scripts" / "tutorial_loop.py"), "--data-dir", args.data_dir,
+               "--epochs", str(args.epochs), "--val-check-interval", str(args.val_check_interval), "--out", str(out)]
+    if args.tutorial_threads is not None:
+        command += ["--threads", str(args.tutorial_threads)]
+    for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        if getattr(args, name) is not None:
+            command += ["--" + name.replace("_", "-"), str(getattr(args, name))]
+    return command
+
+
+def convlens_command(args: argparse.Namespace, run_dir: Path) -> list[str]:
+    command = [sys.executable, str(Path(args.convlens_root) / "src" / "train.py"), f"trainer.max_epochs={args.epochs}",
+               f"trainer.val_check_interval={args.val_check_interval}", f"paths.data_dir={args.data_dir}",
+               f"hydra.run.dir={run_dir}"]
+    for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        if getattr(args, name) is not None:
+            command.append(f"trainer.{name}={getattr(args, name)}")
+    return command + list(args.overrides)
+
+
+def run_process(command: list[str], log: Path) -> dict[str, float]:
+    """Run ``command`` to the end: its wall seconds, and its own CPU time and peak resident memory (not ours)."""
+    started = time.perf_counter()
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise SystemExit(f"error: {' '.join(command)} exited with {process.returncode}:\n{tail}")
+    return {"wall_seconds": round(wall, 3), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}  # ru_maxrss is in KiB
+
+
+def run_tutorial(args: argparse.Namespace, scratch: Path, index: int) -> dict[str, Any]:
+    out = scratch / f"A{index}.json"
+    measured = run_process(tutorial_command(args, out), scratch / f"A{index}.log")
+    reported = json.loads(out.read_text())
+    return {**measured, "seconds_per_epoch": reported["seconds_per_epoch"], "test_acc": reported["test_acc"],
+            "steps": reported["steps"]}
+
+
+def run_convlens(args: argparse.Namespace, scratch: Path, index: int) -> dict[str, Any]:
+    run_dir = scratch / f"B{index}"
+    measured = run_process(convlens_command(args, run_dir), scratch / f"B{index}.log")
+    reported = json.loads((run_dir / "metrics.json").read_text())
+    return {**measured, "seconds_per_epoch": reported["seconds_per_epoch"], "test_acc": reported["test/acc"],
+            "steps": reported["steps"]}
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    return {key: {"median": statistics.median(run[key] for run in runs),
+                  "min": min(run[key] for run in runs), "max": max(run[key] for run in runs)}
+            for key, _, _ in MEASURES}
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available()
+            else None, "python": platform.python_version(), "torch": torch.__version__,
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def report(result: dict[str, Any], console: Console) -> None:
+    a, b, ratios = result["A"], result["B"], result["ratio_B_over_A"]
+    table = Table(title=f"convlens (B) vs the tutorial's loop (A): {result['epochs']} epochs, "
+                        f"medians of {result['runs']} runs [min–max]")
+    for column in ("", "A: tutorial loop", "B: src/train.py", "B/A"):
+        table.add_column(column, justify="right" if column else "left")
+    for key, label, fmt in MEASURES:
+        cells = [f"{fmt.format(s['median'])} [{fmt.format(s['min'])}–{fmt.format(s['max'])}]" for s in (a[key], b[key])]
+        table.add_row(label, *cells, f"{ratios[key]:.2f}")
+    console.print(table)
+    for line in result["verdicts"]:
+        console.print(line, highlight=False)
+
+
+def verdicts(result: dict[str, Any]) -> list[str]:
+    ratios, b = result["ratio_B_over_A"], result["B"]
+    lines = [f"{'met' if ratios[key] <= limit else 'MISSED'}: B/A {key} {ratios[key]:.2f} (target ≤ {limit})"
+             for key, limit in TARGETS.items()]
+    rss = b["peak_rss_mb"]["max"]
+    lines.append(f"{'met' if rss <= MAX_RSS_MB_B else 'MISSED'}: B's peak memory {rss:.0f} MB (target ≤ {MAX_RSS_MB_B})")
+    if result["epochs"] >= 20:
+        acc = b["test_acc"]["min"]
+        lines.append(f"{'met' if acc >= MIN_TEST_ACC_20_EPOCHS else 'MISSED'}: B's test accuracy {acc:.4f} "
+                     f"(target ≥ {MIN_TEST_ACC_20_EPOCHS})")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    console = Console()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    host = machine()
+    runs: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
+    with tempfile.TemporaryDirectory(prefix="convlens-benchmark-") as scratch:
+        for index in range(args.runs):
+            for name, run in (("A", run_tutorial), ("B", run_convlens)):
+                runs[name].append(run(args, Path(scratch), index))
+                console.print(f"run {index + 1}/{args.runs} {name}: {runs[name][-1]}", highlight=False)
+    result: dict[str, Any] = {
+        "date": started.isoformat(timespec="seconds"),
+        "machine": host,
+        "epochs": args.epochs,
+        "runs": args.runs,
+        "limits": {name: getattr(args, name) for name in
+                   ("limit_train_batches", "limit_val_batches", "limit_test_batches", "val_check_interval")},
+        "overrides_B": list(args.overrides),
+        "tutorial_threads": args.tutorial_threads,
+        "convlens_root": args.convlens_root,
+        "A": summarise(runs["A"]),
+        "B": summarise(runs["B"]),
+        "runs_A": runs["A"],
+        "runs_B": runs["B"],
+    }
+    result["ratio_B_over_A"] = {key: round(result["B"][key]["median"] / result["A"][key]["median"], 3)
+                                for key, _, _ in MEASURES}
+    result["verdicts"] = verdicts(result)
+    report(result, console)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    console.print(f"written to {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
