@@ -223,6 +223,7 @@ def write_plot(report: SweepReport, path: Path) -> None:
     """The metric of every finished job against each swept parameter (numbers on a log axis if they span >10x)."""
     finished = [job for job in report.jobs if job.metrics and job.metrics.get(report.metric) is not None]
     keys = report.swept or ["job"]
+    best = report.best.jobs if report.best else []  # drawn in red
     figure = Figure(figsize=(3.6 * len(keys), 3.2))
     axes = figure.subplots(1, len(keys), squeeze=False, sharey=True)
     for ax, key in zip(axes[0], keys):
@@ -231,13 +232,14 @@ def write_plot(report: SweepReport, path: Path) -> None:
              for job in finished]
         numbers = [as_number(value) for value in raw]
         if numbers and all(number is not None for number in numbers):
-            ax.scatter(numbers, y, alpha=0.8)
+            x = numbers
             if min(numbers) > 0 and max(numbers) / min(numbers) > 10:
                 ax.set_xscale("log")
         else:
             labels = sorted({str(value) for value in raw})
-            ax.scatter([labels.index(str(value)) for value in raw], y, alpha=0.8)
+            x = [labels.index(str(value)) for value in raw]
             ax.set_xticks(range(len(labels)), labels)
+        ax.scatter(x, y, c=["tab:red" if job in best else "tab:blue" for job in finished], alpha=0.8)
         ax.set_xlabel(key)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"{report.metric} (%)" if percent(report.metric) else report.metric)
