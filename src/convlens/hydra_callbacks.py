@@ -26,7 +26,7 @@ class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.enabled:
             return
-        from convlens.sweep_report import build_report, print_report, write_report
+        from convlens.sweep_report import build_report, print_report, write_report  # matplotlib: only when needed
 
         report = build_report(Path(config.hydra.sweep.dir), config.get("optimized_metric") or "val/acc_best")
         write_report(report)

@@ -46,7 +46,11 @@ def run_job(task: Callable[[], T]) -> T | None:
 
 
 def check_strategy_for_multirun(trainer: Trainer) -> None:
-    """Refuse a strategy that re-runs this script per device: under ``-m`` every rank would start its own sweep."""
+    """Refuse a strategy that re-runs this script per device: under ``-m`` every rank would start its own sweep.
+
+    Lightning's subprocess-script launcher is exactly that re-run (``ddp`` and its variants off a cluster);
+    ``ddp_spawn`` forks workers inside the job instead, and on SLURM the tasks are started by SLURM (no launcher).
+    """
     launcher = trainer.strategy.launcher
     if in_multirun() and isinstance(launcher, _SubprocessScriptLauncher) and launcher.num_processes > 1:
         raise ConvlensError(
