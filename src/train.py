@@ -3,7 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from convlens.cli import CONFIG_DIR, report_errors, set_project_root
+from convlens.cli import CONFIG_DIR, set_project_root
+from convlens.multirun import run_job
 from convlens.training import train
 
 set_project_root()
@@ -11,8 +12,8 @@ set_project_root()
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = report_errors(lambda: train(cfg))
-    return metrics.get(cfg.optimized_metric)
+    metrics = run_job(lambda: train(cfg))  # in a multirun a failed job returns None and the sweep goes on
+    return None if metrics is None else metrics.get(cfg.optimized_metric)
 
 
 if __name__ == "__main__":

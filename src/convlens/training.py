@@ -16,6 +16,9 @@ from rich.console import Console
 
 from convlens.checkpoints import load_classifier
 from convlens.config_checks import check_accelerator
+from convlens.hparams_summary import log_hparams_with_metrics
+from convlens.multirun import check_strategy_for_multirun
+from convlens.threads import set_threads
 
 console = Console()
 
@@ -29,8 +32,7 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 
 def prepare_process(cfg: DictConfig) -> None:
     """Thread count and seed: set first, per job, so parallel jobs neither oversubscribe nor share randomness."""
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    set_threads(cfg.get("threads"))
     if cfg.get("seed") is not None:
         seed_everything(cfg.seed, workers=True)
 
@@ -67,6 +69,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule: LightningDataModule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")), instantiate_group(cfg.get("logger")))
+    check_strategy_for_multirun(trainer)
 
     fit_started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
@@ -89,7 +92,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "fit_seconds": round(fit_seconds, 3),
         "seconds_per_epoch": None if epochs is None else round(fit_seconds / max(epochs, 1), 3),
         "wall_seconds": round(time.perf_counter() - started, 3),
+        "torch_threads": torch.get_num_threads(),
     })
+    log_hparams_with_metrics(trainer, cfg, model, metrics)
     output_dir = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:  # under trainer=ddp every process runs this function; one writes the results
         write_metrics(output_dir, metrics)

@@ -1,0 +1,39 @@
+"""Hydra callbacks for multiruns: the sweep dir exists before any job, and ends with a report of every job."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from rich.console import Console
+
+
+class SweepReport(Callback):
+    """Makes the sweep dir first (the Optuna study's sqlite file lives there) and writes the sweep report last.
+
+    A sweep whose jobs failed still writes its report, then exits 1 with one line naming the failed jobs.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.enabled:
+            return
+        from convlens.sweep_report import build_report, print_report, write_report  # matplotlib: only when needed
+
+        report = build_report(Path(config.hydra.sweep.dir), config.get("optimized_metric") or "val/acc_best")
+        write_report(report)
+        print_report(report)
+        if report.failed:
+            names = "; ".join(f"job {job.name} ({' '.join(job.overrides) or 'no overrides'})" for job in report.failed)
+            Console(stderr=True).print(f"[bold red]error:[/bold red] {len(report.failed)} of {report.n_jobs} "
+                                       f"jobs failed or wrote no metrics.json: {names}; see {report.sweep_dir}/report.md",
+                                       soft_wrap=True, highlight=False)
+            sys.exit(1)

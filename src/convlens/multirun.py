@@ -1,0 +1,58 @@
+"""What a job needs to know when it is one of many (``-m``, a search, a launcher)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from pytorch_lightning import Trainer
+from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+from rich.console import Console
+
+from convlens.cli import report_errors
+from convlens.errors import ConvlensError
+
+T = TypeVar("T")
+ERROR_FILE = "error.txt"  # a failed job's one-line reason, in its own dir; the sweep report shows it
+
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_job(task: Callable[[], T]) -> T | None:
+    """``report_errors``, except that in a multirun a ConvlensError fails only this job.
+
+    Exiting would end the whole sweep; instead the job prints its overrides and the reason, writes them to
+    ``error.txt`` in its dir and returns None (an Optuna trial is then recorded as failed), and the sweep goes on.
+    """
+    if not in_multirun():
+        return report_errors(task)
+    try:
+        return task()
+    except ConvlensError as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        hydra = HydraConfig.get()
+        overrides = " ".join(hydra.overrides.task) or "no overrides"
+        Path(hydra.runtime.output_dir, ERROR_FILE).write_text(f"{error}\n")
+        Console(stderr=True).print(f"[bold red]error:[/bold red] job {hydra.job.num} ({overrides}): {error}",
+                                   soft_wrap=True, highlight=False)
+        return None
+
+
+def check_strategy_for_multirun(trainer: Trainer) -> None:
+    """Refuse a strategy that re-runs this script per device: under ``-m`` every rank would start its own sweep.
+
+    Lightning's subprocess-script launcher is exactly that re-run (``ddp`` and its variants off a cluster);
+    ``ddp_spawn`` forks workers inside the job instead, and on SLURM the tasks are started by SLURM (no launcher).
+    """
+    launcher = trainer.strategy.launcher
+    if in_multirun() and isinstance(launcher, _SubprocessScriptLauncher) and launcher.num_processes > 1:
+        raise ConvlensError(
+            f"strategy ddp ({type(trainer.strategy).__name__}) re-launches this script once per device, so under -m "
+            "every rank would run its own sweep; set trainer.strategy=ddp_spawn for multi-device sweeps")
