@@ -14,8 +14,8 @@ from pytorch_lightning import Callback, LightningDataModule, Trainer, seed_every
 from pytorch_lightning.loggers import Logger
 from rich.console import Console
 
-from convlens.checkpoints import load_classifier
-from convlens.config_checks import check_accelerator
+from convlens.checkpoints import checkpoint_to_resume, load_classifier
+from convlens.config_checks import check_accelerator, check_eval_config, check_train_config
 
 console = Console()
 
@@ -53,15 +53,19 @@ def scalar(metrics: dict[str, Any], key: str) -> float | None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write ``metrics.json``; return the metrics."""
+    check_train_config(cfg)
     started = time.perf_counter()
-    check_accelerator(cfg.trainer)
     prepare_process(cfg)
     datamodule: LightningDataModule = instantiate(cfg.data)
     model = instantiate(cfg.model)
+    resume_from = None
+    if cfg.get("ckpt_path") is not None:
+        resume_from = checkpoint_to_resume(cfg.ckpt_path, Path(cfg.paths.log_dir) / "train" / "runs", model)
+        console.print(f"resuming from {resume_from}")
     trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")), instantiate_group(cfg.get("logger")))
 
     fit_started = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     fit_seconds = time.perf_counter() - fit_started
     metrics: dict[str, Any] = {"val/acc_best": scalar(trainer.callback_metrics, "val/acc_best")}
 
@@ -91,7 +95,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test a checkpoint on the test half; write ``metrics.json``; return the metrics."""
     started = time.perf_counter()
-    check_accelerator(cfg.trainer)
+    check_eval_config(cfg)
     model = load_classifier(cfg.ckpt_path)
     prepare_process(cfg)
     datamodule: LightningDataModule = instantiate(cfg.data)

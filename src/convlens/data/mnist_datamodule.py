@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, Dataset, SubsetRandomSampler
 from torchvision import datasets, transforms
 
 from convlens.data.mnist_files import ensure_mnist
+from convlens.data.resumable_sampling import ResumableLoader
 from convlens.data.tensor_images import TensorImages, keep_batch
 from convlens.errors import ConvlensError
 
@@ -56,9 +57,10 @@ class MNISTDataModule(LightningDataModule):
             test = TensorImages(test.data, test.targets).to(device)
         self.train_set, self.test_set = train, test
 
-    def _loader(self, dataset: Dataset, batch_size: int, **sampling) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, loader: type[DataLoader] = DataLoader,
+                **sampling) -> DataLoader:
         on_device = isinstance(dataset, TensorImages) and dataset.images.device.type != "cpu"
-        return DataLoader(
+        return loader(
             dataset,
             batch_size=batch_size,
             collate_fn=keep_batch if self.hparams.in_memory else None,
@@ -69,7 +71,8 @@ class MNISTDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
+        # Shuffled as shuffle=True would, and resumable mid-epoch from a checkpoint in the same order.
+        return self._loader(self.train_set, self.hparams.batch_size, loader=ResumableLoader)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, self.hparams.eval_batch_size,
