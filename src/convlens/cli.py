@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 from rich.console import Console
 
 from convlens.errors import ConvlensError
@@ -70,12 +70,13 @@ def hydra_error_line(error: HydraException) -> str:
         return (f"cannot read the override {error.override!r} ({why}); write key=value, "
                 "quoting lists and spaces for the shell: 'model.net.depth=[4,8]'")
     cause = error.__cause__
-    if isinstance(cause, ConfigKeyError) and cause.full_key and cause.parent_node is not None:
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and cause.full_key and cause.parent_node is not None:
         known = [str(key) for key in cause.parent_node.keys()]
         close = difflib.get_close_matches(str(cause.key), known, n=1)
         prefix = cause.full_key.rpartition(".")[0]
-        guess = f"did you mean {prefix + '.' if prefix else ''}{close[0]}? " if close else ""
-        return (f"{cause.full_key} is not a setting ({guess}the keys there are {', '.join(known)}); "
+        hint = f"did you mean {prefix + '.' if prefix else ''}{close[0]}?" if close else \
+            f"the keys there are {', '.join(known)}"
+        return (f"{cause.full_key} is not a setting ({hint}); "
                 f"fix its spelling, or write +{cause.full_key}=... to add a new key on purpose")
     return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
 

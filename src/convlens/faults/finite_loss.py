@@ -65,8 +65,9 @@ class StopOnNonFiniteLoss(Callback):
             return
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else "?"
         raise TrainingDiverged(
-            f"training diverged: the loss was {loss} at step {int(step)} (epoch {trainer.current_epoch}), so it "
-            f"stopped there; {last_good(trainer)}; lower model.optimizer.lr (it is {lr}) and train again")
+            f"training diverged and was stopped: the loss was {loss} at step {int(step)} "
+            f"(epoch {trainer.current_epoch}); {last_good(trainer)}; lower model.optimizer.lr (it is {lr}) "
+            "and train again")
 
 
 def last_good(trainer: Trainer) -> str:
@@ -76,4 +77,4 @@ def last_good(trainer: Trainer) -> str:
     if not saved:
         return "no checkpoint had been saved yet"
     newest = max(saved, key=lambda path: path.stat().st_mtime)
-    return f"the last good checkpoint {newest} is kept (resume with ckpt_path={newest})"
+    return f"the last good checkpoint, {newest}, is kept"
