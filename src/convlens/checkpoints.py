@@ -39,6 +39,12 @@ def read_checkpoint(path: Path) -> dict:
         raise ConvlensError(
             f"{path} is not a checkpoint (not a PyTorch archive: truncated, or another kind of file); "
             "pass a .ckpt written by src/train.py")
+    with zipfile.ZipFile(path) as archive:  # torch.load does not check the records' CRCs; damaged weights would load
+        damaged = archive.testzip()
+    if damaged is not None:
+        raise ConvlensError(
+            f"{path} is damaged (its record {damaged} fails its CRC check); use another checkpoint of the run, "
+            "e.g. its last.ckpt or best-*.ckpt")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError,

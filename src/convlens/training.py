@@ -68,6 +68,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     fit_seconds = time.perf_counter() - fit_started
     metrics: dict[str, Any] = {"val/acc_best": scalar(trainer.callback_metrics, "val/acc_best")}
+    if metrics["val/acc_best"] is None and model.val_acc_best.update_called:  # resumed after the last validation
+        metrics["val/acc_best"] = round(float(model.val_acc_best.compute()), 6)
 
     if cfg.get("test"):
         checkpoint = trainer.checkpoint_callback
