@@ -7,7 +7,7 @@ from hydra.errors import HydraException
 
 from conftest import compose_config, run_entry
 from convlens.cli import CONFIG_DIR, hydra_error_line
-from convlens.config_checks import check_train_config
+from convlens.config_checks import check_eval_config, check_train_config
 from convlens.errors import ConvlensError
 
 BAD_SETTINGS = [
@@ -103,3 +103,8 @@ def test_the_entry_point_refuses_a_bad_value_before_loading_anything(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: model.optimizer.lr=0 must be a number above 0; try model.optimizer.lr=0.001"]
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_eval_without_a_checkpoint_says_how_to_name_one(tmp_path):
+    with pytest.raises(ConvlensError, match=r"^no checkpoint given; pass ckpt_path=<run dir>/checkpoints/last.ckpt"):
+        check_eval_config(compose_config("eval", [], tmp_path))

@@ -79,9 +79,14 @@ def check_same_architecture(path: Path, checkpoint: dict, model: torch.nn.Module
 def checkpoint_to_resume(ckpt_path: str | os.PathLike, runs_dir: str | os.PathLike,
                          model: torch.nn.Module) -> Path:
     """The file ``ckpt_path`` names (``last``: the newest run's ``last.ckpt``), checked to fit ``model``."""
-    path = newest_last_checkpoint(runs_dir) if str(ckpt_path) == "last" else checked_checkpoint_path(ckpt_path)
+    path = resolve_checkpoint(ckpt_path, runs_dir)
     check_same_architecture(path, read_checkpoint(path), model)
     return path
+
+
+def resolve_checkpoint(ckpt_path: str | os.PathLike | None, runs_dir: str | os.PathLike) -> Path:
+    """``last`` means the newest run's ``last.ckpt``; anything else must be an existing file."""
+    return newest_last_checkpoint(runs_dir) if str(ckpt_path) == "last" else checked_checkpoint_path(ckpt_path)
 
 
 def load_classifier(ckpt_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ConvNetClassifier:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from convlens.errors import ConvlensError
 
@@ -98,5 +98,8 @@ def check_train_config(cfg: DictConfig) -> None:
 
 
 def check_eval_config(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        raise ConvlensError("no checkpoint given; pass ckpt_path=<run dir>/checkpoints/last.ckpt, or ckpt_path=last "
+                            "for the newest run's")
     check_accelerator(cfg.trainer)
     check_batch_sizes(cfg.data)

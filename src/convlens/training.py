@@ -14,7 +14,7 @@ from pytorch_lightning import Callback, LightningDataModule, Trainer, seed_every
 from pytorch_lightning.loggers import Logger
 from rich.console import Console
 
-from convlens.checkpoints import checkpoint_to_resume, load_classifier
+from convlens.checkpoints import checkpoint_to_resume, load_classifier, resolve_checkpoint
 from convlens.config_checks import check_accelerator, check_eval_config, check_train_config
 
 console = Console()
@@ -25,6 +25,11 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     if not group:
         return []
     return [instantiate(entry) for entry in group.values() if isinstance(entry, DictConfig) and "_target_" in entry]
+
+
+def training_runs(cfg: DictConfig) -> Path:
+    """Where conf/hydra/default.yaml puts training runs: ``ckpt_path=last`` looks there."""
+    return Path(cfg.paths.log_dir) / "train" / "runs"
 
 
 def prepare_process(cfg: DictConfig) -> None:
@@ -60,7 +65,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = instantiate(cfg.model)
     resume_from = None
     if cfg.get("ckpt_path") is not None:
-        resume_from = checkpoint_to_resume(cfg.ckpt_path, Path(cfg.paths.log_dir) / "train" / "runs", model)
+        resume_from = checkpoint_to_resume(cfg.ckpt_path, training_runs(cfg), model)
         console.print(f"resuming from {resume_from}")
     trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")), instantiate_group(cfg.get("logger")))
 
@@ -98,17 +103,18 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test a checkpoint on the test half; write ``metrics.json``; return the metrics."""
     started = time.perf_counter()
     check_eval_config(cfg)
-    model = load_classifier(cfg.ckpt_path)
+    ckpt_path = resolve_checkpoint(cfg.ckpt_path, training_runs(cfg))
+    model = load_classifier(ckpt_path)
     prepare_process(cfg)
     datamodule: LightningDataModule = instantiate(cfg.data)
     trainer = build_trainer(cfg, callbacks=[], loggers=[])
     trainer.test(model, datamodule=datamodule, verbose=False)
     metrics = {key: scalar(trainer.callback_metrics, key) for key in ("test/acc", "test/err")}
-    metrics.update({"ckpt_path": str(cfg.ckpt_path), "wall_seconds": round(time.perf_counter() - started, 3)})
+    metrics.update({"ckpt_path": str(ckpt_path), "wall_seconds": round(time.perf_counter() - started, 3)})
     output_dir = Path(cfg.paths.output_dir)
     write_metrics(output_dir, metrics)
     console.print(f"test/acc [bold]{metrics['test/acc']:.4f}[/bold] (error {metrics['test/err']:.2f}%) "
-                  f"for {cfg.ckpt_path}; metrics in {output_dir / 'metrics.json'}")
+                  f"for {ckpt_path}; metrics in {output_dir / 'metrics.json'}")
     return metrics
 
 
