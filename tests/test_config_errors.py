@@ -4,9 +4,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
+from hydra.utils import instantiate
 
 from conftest import compose_config, run_entry
-from convlens.cli import CONFIG_DIR, hydra_error_line
+from convlens.cli import CONFIG_DIR, hydra_error_line, report_errors
 from convlens.config_checks import check_eval_config, check_train_config
 from convlens.errors import ConvlensError
 
@@ -108,3 +109,14 @@ def test_the_entry_point_refuses_a_bad_value_before_loading_anything(tmp_path):
 def test_eval_without_a_checkpoint_says_how_to_name_one(tmp_path):
     with pytest.raises(ConvlensError, match=r"^no checkpoint given; pass ckpt_path=<run dir>/checkpoints/last.ckpt"):
         check_eval_config(compose_config("eval", [], tmp_path))
+
+
+def test_an_error_raised_inside_a_configured_class_is_one_line_too(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    cfg = compose_config("train", ["data.val_size=0"], tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        report_errors(lambda: instantiate(cfg.data))  # Hydra wraps the DataModule's ConvlensError
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: data.val_size=0 must be between 1 and 9999 so that both the validation and the test half of "
+        "MNIST's test set are non-empty; set data.val_size=5000")

@@ -128,3 +128,14 @@ def test_no_shell_strings_are_run():
             assert not name.startswith("os."), f"{path}:{call.lineno} runs a shell"
             assert keyword(call, "shell") in (None, False), f"{path}:{call.lineno} uses shell=True"
             assert isinstance(call.args[0], (ast.List, ast.Name)), f"{path}:{call.lineno} passes a string command"
+
+
+def test_a_source_failing_over_several_lines_still_gives_one_line(tmp_path):
+    def mirrors_refused(target):  # the shape of torchvision's download error, one mirror per line
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n"
+                           "<urlopen error [Errno 111] Connection refused>\n")
+
+    with pytest.raises(MnistUnavailableError) as error:
+        ensure_mnist(tmp_path, sources=(mirrors_refused,))
+    assert "\n" not in str(error.value)
+    assert "RuntimeError: Error downloading train-images-idx3-ubyte.gz: Tried https://a/, got: <urlopen" in str(error.value)

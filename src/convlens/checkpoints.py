@@ -73,7 +73,7 @@ def check_same_architecture(path: Path, checkpoint: dict, model: torch.nn.Module
         raise ConvlensError(
             f"{path} is from a different architecture: " + "; ".join(differences[:4])
             + (f"; and {len(differences) - 4} more" if len(differences) > 4 else "")
-            + f". {hint}, or drop ckpt_path to start afresh")
+            + f"; {hint}, or drop ckpt_path to start afresh")
 
 
 def checkpoint_to_resume(ckpt_path: str | os.PathLike, runs_dir: str | os.PathLike,

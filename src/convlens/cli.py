@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
+from hydra.errors import (ConfigCompositionException, HydraException, InstantiationException, MissingConfigException,
+                          OverrideParseException)
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 from rich.console import Console
@@ -52,10 +53,12 @@ def report_errors(task: Callable[[], T]) -> T:
     restore_user_full_error()
     try:
         return task()
-    except ConvlensError as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    except (ConvlensError, InstantiationException) as error:
+        # hydra.utils.instantiate wraps what a constructor raises, e.g. the DataModule refusing data.val_size
+        cause = error if isinstance(error, ConvlensError) else error.__cause__
+        if not isinstance(cause, ConvlensError) or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print_error(str(error))
+        print_error(str(cause))
         sys.exit(1)
 
 

@@ -82,10 +82,12 @@ def check_val_check_interval(trainer: DictConfig, batch_size: int) -> None:
         return
     batches = train_batches_per_epoch(trainer, batch_size)
     if interval <= 0 or (trainer.get("check_val_every_n_epoch") is not None and interval > batches):
+        limit = trainer.get("limit_train_batches")
+        counted = f"{MNIST_TRAIN_SIZE} images / data.batch_size={batch_size}" + (
+            f", cut by trainer.limit_train_batches={limit}" if limit is not None else "")
         raise ConvlensError(
             f"trainer.val_check_interval={interval} batches, but an epoch has {batches} training batches "
-            f"(60000 images / data.batch_size={batch_size}, limit_train_batches={trainer.get('limit_train_batches')}); "
-            f"set trainer.val_check_interval to at most {batches}")
+            f"({counted}); set trainer.val_check_interval to at most {batches}")
 
 
 def check_train_config(cfg: DictConfig) -> None:
