@@ -19,10 +19,10 @@ class StopOnSignal(Callback):
     """Stop between two training batches on SIGINT or SIGTERM, write ``last.ckpt``, exit with 128 + the signal.
 
     Lightning stops on SIGTERM by itself, but possibly in the middle of a validation, whose partial accuracy a
-    resume cannot rebuild, and on Ctrl-C it saves nothing. Here both signals only raise Lightning's SIGTERM flag
-    while no validation runs (or as soon as it ends), so Lightning stops at its next between-batches check. The
-    checkpoint then holds the loops' progress, the training loader's position and the random state. A second
-    Ctrl-C stops at once, saving nothing.
+    resume cannot rebuild, and on Ctrl-C it saves nothing. Here both signals raise Lightning's SIGTERM flag,
+    but it is lowered while a validation runs and raised again when it ends, so Lightning stops at one of its
+    between-batches checks. The checkpoint then holds the loops' progress, the training loader's position and
+    the random state. A second Ctrl-C stops at once, saving nothing.
     """
 
     def __init__(self, filename: str = "last.ckpt") -> None:
@@ -45,15 +45,20 @@ class StopOnSignal(Callback):
         sys.stderr.write(f"\n{signal.Signals(signum).name}: saving a checkpoint after this batch, then stopping "
                          "(Ctrl-C again: stop now, saving nothing)\n")
         if self._trainer is not None and not self._trainer.validating:
-            self._ask_lightning_to_stop()
+            self._set_lightning_stop_flag(self._trainer, True)
 
-    def _ask_lightning_to_stop(self) -> None:
-        # The flag Lightning's own SIGTERM handler sets; its loops check it only between batches.
-        self._trainer._signal_connector.received_sigterm = True
+    @staticmethod
+    def _set_lightning_stop_flag(trainer: Trainer, value: bool) -> None:
+        # The flag Lightning's own SIGTERM handler sets; its loops check it after every batch.
+        trainer._signal_connector.received_sigterm = value
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.received is not None and not trainer.sanity_checking:
+            self._set_lightning_stop_flag(trainer, False)  # let this validation finish
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.received is not None and not trainer.sanity_checking:
-            self._ask_lightning_to_stop()
+            self._set_lightning_stop_flag(trainer, True)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self._restore_handlers()
