@@ -9,13 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hydra.errors import (ConfigCompositionException, HydraException, InstantiationException, MissingConfigException,
-                          OverrideParseException)
-from omegaconf import OmegaConf
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 from rich.console import Console
 
 from convlens.errors import ConvlensError
+from convlens.resolvers import register_resolvers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
@@ -25,8 +24,7 @@ USER_FULL_ERROR = "CONVLENS_USER_HYDRA_FULL_ERROR"
 
 T = TypeVar("T")
 
-# ${pid:} in a run folder's name: no two running processes share one, so no two runs share a folder.
-OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True, replace=True)
+register_resolvers()  # every entry point imports this module before Hydra composes its config
 
 
 def set_project_root() -> None:
@@ -48,17 +46,23 @@ def restore_user_full_error() -> None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
+def convlens_error_in(error: BaseException | None) -> ConvlensError | None:
+    """The ConvlensError behind ``error``: Hydra's instantiate and OmegaConf's resolvers re-raise it wrapped."""
+    while error is not None and not isinstance(error, ConvlensError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
 def report_errors(task: Callable[[], T]) -> T:
     """Run ``task``; a ConvlensError becomes one red line on stderr and exit code 1 (HYDRA_FULL_ERROR=1: traceback)."""
     restore_user_full_error()
     try:
         return task()
-    except (ConvlensError, InstantiationException) as error:
-        # hydra.utils.instantiate wraps what a constructor raises, e.g. the DataModule refusing data.val_size
-        cause = error if isinstance(error, ConvlensError) else error.__cause__
-        if not isinstance(cause, ConvlensError) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+    except Exception as raised:
+        error = convlens_error_in(raised)
+        if error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print_error(str(cause))
+        print_error(str(error))
         sys.exit(1)
 
 

@@ -96,7 +96,8 @@ def check_train_config(cfg: DictConfig) -> None:
     check_optimizer(cfg.model.optimizer)
     check_net(cfg.model.net)
     check_batch_sizes(cfg.data)
-    check_val_check_interval(cfg.trainer, cfg.data.batch_size)
+    if str(cfg.data.get("_target_", "")).endswith(".MNISTDataModule"):  # other data: Lightning counts the epoch
+        check_val_check_interval(cfg.trainer, cfg.data.batch_size)
 
 
 def check_eval_config(cfg: DictConfig) -> None:

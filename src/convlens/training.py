@@ -56,6 +56,14 @@ def scalar(metrics: dict[str, Any], key: str) -> float | None:
     return None if value is None else round(float(value), 6)  # float32 noise would only distract
 
 
+def fit_progress(trainer: Trainer) -> tuple[int | None, int | None]:
+    """(epochs, steps); unknown (None) after ``ddp_spawn``, whose child processes do not send the loop counters
+    back to this one (its TensorBoard logs have them)."""
+    if trainer.global_step == 0 and trainer.world_size > 1:
+        return None, None
+    return trainer.current_epoch, trainer.global_step
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write ``metrics.json``; return the metrics."""
     check_train_config(cfg)
@@ -85,17 +93,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics.update({key: scalar(trainer.callback_metrics, key) for key in ("test/acc", "test/err")})
         metrics["best_ckpt"] = best or None
 
-    epochs = trainer.current_epoch
+    epochs, steps = fit_progress(trainer)
     metrics.update({
         "epochs": epochs,
-        "steps": trainer.global_step,
+        "steps": steps,
         "fit_seconds": round(fit_seconds, 3),
-        "seconds_per_epoch": round(fit_seconds / max(epochs, 1), 3),
+        "seconds_per_epoch": None if epochs is None else round(fit_seconds / max(epochs, 1), 3),
         "wall_seconds": round(time.perf_counter() - started, 3),
     })
     output_dir = Path(cfg.paths.output_dir)
-    write_metrics(output_dir, metrics)
-    print_summary(metrics, output_dir)
+    if trainer.is_global_zero:  # under trainer=ddp every process runs this function; one writes the results
+        write_metrics(output_dir, metrics)
+        print_summary(metrics, output_dir)
     return metrics
 
 
@@ -124,6 +133,8 @@ def print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
         parts.append(f"test/acc [bold]{metrics['test/acc']:.4f}[/bold] (error {metrics['test/err']:.2f}%)")
     if metrics.get("val/acc_best") is not None:
         parts.append(f"val/acc_best {metrics['val/acc_best']:.4f}")
-    parts.append(f"{metrics['epochs']} epochs, {metrics['steps']} steps, {metrics['wall_seconds']:.0f} s")
+    if metrics["steps"] is not None:
+        parts.append(f"{metrics['epochs']} epochs, {metrics['steps']} steps")
+    parts.append(f"{metrics['wall_seconds']:.0f} s")
     console.print(" · ".join(parts) + f" → {output_dir}")
     console.print(f"TensorBoard: tensorboard --logdir {output_dir}")

@@ -1,14 +1,16 @@
 """MNIST as the tutorial splits it: 60,000 images train; the 10,000 test images split by index into
-validation (the first ``val_size``) and test (the rest), each drawn through a ``SubsetRandomSampler``."""
+validation (the first ``val_size``) and test (the rest), each drawn through a ``SubsetRandomSampler``.
+Under DDP each process gets its own slice of each split (see ``sharding``); ``batch_size`` stays global."""
 
 from __future__ import annotations
 
 from pytorch_lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, SubsetRandomSampler
+from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
 from convlens.data.mnist_files import ensure_mnist
 from convlens.data.resumable_sampling import ResumableLoader
+from convlens.data.sharding import Share
 from convlens.data.tensor_images import TensorImages, keep_batch
 from convlens.errors import ConvlensError
 
@@ -71,13 +73,15 @@ class MNISTDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        # Shuffled as shuffle=True would, and resumable mid-epoch from a checkpoint in the same order.
-        return self._loader(self.train_set, self.hparams.batch_size, loader=ResumableLoader)
+        share = Share.of(self.trainer)
+        # Resumable mid-epoch from a checkpoint, in the same order (exactly so in a single process).
+        return self._loader(self.train_set, share.device_batch_size(self.hparams.batch_size), loader=ResumableLoader,
+                            **share.train_sampling(self.train_set))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, self.hparams.eval_batch_size,
-                            sampler=SubsetRandomSampler(self.val_indices))
+                            sampler=Share.of(self.trainer).eval_sampler(self.val_indices))
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, self.hparams.eval_batch_size,
-                            sampler=SubsetRandomSampler(self.test_indices))
+                            sampler=Share.of(self.trainer).eval_sampler(self.test_indices))

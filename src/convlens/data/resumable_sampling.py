@@ -39,8 +39,10 @@ class ReplayableRandomSampler(RandomSampler):
 class ResumableLoader(DataLoader):
     """A training ``DataLoader`` over a ``ReplayableRandomSampler`` with Lightning's ``state_dict`` interface."""
 
-    def __init__(self, dataset, sampler=None, **kwargs: Any) -> None:
-        # Lightning may rebuild a loader with another sampler (overfit_batches, DDP); that one is not replayed.
+    def __init__(self, dataset, sampler=None, shuffle: bool = True, **kwargs: Any) -> None:
+        # Another sampler (a DDP shard, or Lightning's for overfit_batches) is used as given, and not replayed.
+        if sampler is None and not shuffle:
+            raise ValueError("ResumableLoader shuffles; pass a sampler for another order")
         super().__init__(dataset, sampler=sampler if sampler is not None else ReplayableRandomSampler(dataset),
                          **kwargs)
         self.batches_served = 0

@@ -7,7 +7,7 @@ Hyperparameters are stored as plain dicts (the optimizer and scheduler as Hydra 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ from pytorch_lightning import LightningModule
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from convlens.errors import ConvlensError
 from convlens.models.convnet import ConvNet
 
 
@@ -34,11 +35,16 @@ class ConvNetClassifier(LightningModule):
         net: Mapping[str, Any],
         optimizer: Mapping[str, Any],
         scheduler: Mapping[str, Any] | None = None,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters({"net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler)})
+        self.save_hyperparameters({"net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler),
+                                   "class_names": None if class_names is None else [str(c) for c in class_names]})
         self.net = ConvNet(**self.hparams.net)
         num_classes = self.hparams.net.get("num_classes", 10)
+        if class_names is not None and len(class_names) != num_classes:
+            raise ConvlensError(f"{len(class_names)} class names for model.net.num_classes={num_classes}; "
+                                "leave both to the data config")
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.train_acc_since_check = MulticlassAccuracy(num_classes, average="micro")  # tutorial's train error
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -84,13 +90,15 @@ class ConvNetClassifier(LightningModule):
     def on_validation_epoch_end(self) -> None:
         acc = self.val_acc.compute()
         self.val_acc.reset()
-        self.log_dict({"val/acc": acc, "val/err": 100 * (1 - acc)}, prog_bar=True, sync_dist=False)
+        # compute() already reduced the counts over all DDP processes; sync_dist=True only averages equal
+        # numbers, and tells Lightning so (it warns otherwise).
+        self.log_dict({"val/acc": acc, "val/err": 100 * (1 - acc)}, prog_bar=True, sync_dist=True)
         if self.trainer.sanity_checking:
             return
         self.val_acc_best(acc)
-        self.log("val/acc_best", self.val_acc_best.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
         if self.train_acc_since_check.update_called:
-            self.log("train/err", 100 * (1 - self.train_acc_since_check.compute()))
+            self.log("train/err", 100 * (1 - self.train_acc_since_check.compute()), sync_dist=True)
             self.train_acc_since_check.reset()
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -100,7 +108,7 @@ class ConvNetClassifier(LightningModule):
     def on_test_epoch_end(self) -> None:
         acc = self.test_acc.compute()
         self.test_acc.reset()
-        self.log_dict({"test/acc": acc, "test/err": 100 * (1 - acc)})
+        self.log_dict({"test/acc": acc, "test/err": 100 * (1 - acc)}, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())  # configs are _partial_

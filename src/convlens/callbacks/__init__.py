@@ -1,0 +1,1 @@
+"""Lightning callbacks that belong to convlens (the generic ones come from Lightning itself)."""

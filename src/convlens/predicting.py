@@ -1,0 +1,139 @@
+"""What ``src/predict.py`` does: classify a user's images with a checkpoint, as a table and ``predictions.csv``.
+
+A file that cannot be read does not stop the others: it becomes a row with the reason, and once every image
+is done and the CSV is written the command fails (exit 1), so a script notices that something was skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, ListConfig
+from rich.console import Console
+from rich.table import Table
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from convlens.checkpoints import load_classifier
+from convlens.data.imagefolder_datamodule import folder_transform
+from convlens.errors import ConvlensError
+from convlens.images import load_digit, open_checked
+from convlens.models.classifier import ConvNetClassifier
+
+console = Console()
+CONVERSIONS = ("auto", "digit", "resize")
+
+
+@dataclass
+class Prediction:
+    image: Path
+    classes: list[str] = field(default_factory=list)  # best first
+    probabilities: list[float] = field(default_factory=list)
+    error: str = ""
+
+
+def image_paths(images: str | os.PathLike | Sequence | None) -> list[Path]:
+    """``images=`` as files: one file, a list, or a folder's image files (sorted, not recursing)."""
+    if images in (None, "", "???") or (isinstance(images, (list, ListConfig)) and not images):
+        raise ConvlensError("no images given; pass images=<file>, images=[a.png,b.png] or images=<folder>")
+    if isinstance(images, (list, ListConfig)):
+        return [Path(str(image)).expanduser() for image in images]
+    path = Path(images).expanduser()
+    if not path.is_dir():
+        return [path]  # a missing file is reported in its row, like any other unreadable one
+    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
+    if not found:
+        raise ConvlensError(f"{path} holds no image files ({', '.join(IMG_EXTENSIONS)}); "
+                            "pass images=<a folder of images, a file, or [a.png,b.png]>")
+    return found
+
+
+def conversion_for(model: ConvNetClassifier, convert: str) -> str:
+    """``auto``: MNIST checkpoints get the MNIST digit treatment; folder-trained ones (they carry class names)
+    get the resize they were trained with."""
+    if convert not in CONVERSIONS:
+        raise ConvlensError(f"convert={convert} is not one of {', '.join(CONVERSIONS)}; use convert=auto")
+    if convert != "auto":
+        return convert
+    return "resize" if model.hparams.get("class_names") else "digit"
+
+
+def load_image(path: Path, conversion: str, image_size: int, preprocess: DictConfig) -> torch.Tensor:
+    """(1, image_size, image_size) in [0, 1]; unreadable files raise the one-line errors of ``convlens.images``."""
+    if conversion == "digit":
+        return load_digit(path, **{**preprocess, "size": image_size})
+    with open_checked(path, int(preprocess.max_pixels)) as image:
+        return folder_transform(image_size)(image.convert("RGB"))  # as ImageFolder loads and transforms
+
+
+def class_names(model: ConvNetClassifier) -> list[str]:
+    names = model.hparams.get("class_names")
+    return list(names) if names else [str(index) for index in range(model.net.fc2.out_features)]
+
+
+def classify(model: ConvNetClassifier, paths: list[Path], conversion: str, preprocess: DictConfig,
+             top_k: int, batch_size: int) -> list[Prediction]:
+    names = class_names(model)
+    image_size = int(model.hparams.net.get("image_size", 28))
+    predictions, readable, inputs = [], [], []
+    for path in paths:
+        prediction = Prediction(path)
+        try:
+            inputs.append(load_image(path, conversion, image_size, preprocess))
+            readable.append(prediction)
+        except ConvlensError as error:
+            prediction.error = str(error)
+        predictions.append(prediction)
+    k = min(top_k, len(names))
+    with torch.no_grad():
+        for start in range(0, len(inputs), batch_size):
+            probabilities = model(torch.stack(inputs[start:start + batch_size])).exp()
+            best = probabilities.topk(k, dim=1)
+            for prediction, values, indices in zip(readable[start:start + batch_size], best.values, best.indices):
+                prediction.classes = [names[int(i)] for i in indices]
+                prediction.probabilities = [float(v) for v in values]
+    return predictions
+
+
+def write_csv(predictions: list[Prediction], top_k: int, path: Path) -> Path:
+    """One row per image: the class and its probability, then the runners-up, then the error if unreadable."""
+    extra = [column for rank in range(2, top_k + 1) for column in (f"class_{rank}", f"probability_{rank}")]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "class", "probability", *extra, "error"])
+        for p in predictions:
+            ranked = [value for pair in zip(p.classes, (f"{q:.6f}" for q in p.probabilities)) for value in pair]
+            writer.writerow([str(p.image), *ranked, *[""] * (2 * top_k - len(ranked)), p.error])
+    return path
+
+
+def show(predictions: list[Prediction], top_k: int) -> None:
+    table = Table("image", "class", "probability", f"top {top_k}")
+    for p in predictions:
+        if p.error:
+            table.add_row(p.image.name, "[red]error", "", f"[red]{p.error}")
+        else:
+            ranked = ", ".join(f"{name} {q:.1%}" for name, q in zip(p.classes, p.probabilities))
+            table.add_row(p.image.name, f"[bold]{p.classes[0]}", f"{p.probabilities[0]:.1%}", ranked)
+    console.print(table)
+
+
+def predict(cfg: DictConfig) -> list[Prediction]:
+    """Classify ``cfg.images``, print the table, write ``predictions.csv``; fail at the end if any was unreadable."""
+    paths = image_paths(cfg.images)
+    model = load_classifier(cfg.ckpt_path).eval()
+    conversion = conversion_for(model, cfg.convert)
+    predictions = classify(model, paths, conversion, cfg.preprocess, int(cfg.top_k), int(cfg.batch_size))
+    show(predictions, int(cfg.top_k))
+    csv_path = write_csv(predictions, min(int(cfg.top_k), len(class_names(model))),
+                         Path(cfg.paths.output_dir) / "predictions.csv")
+    console.print(f"{len(predictions)} images ({conversion} conversion); predictions in {csv_path}")
+    failed = [p for p in predictions if p.error]
+    if failed:
+        raise ConvlensError(f"{len(failed)} of {len(predictions)} images could not be classified "
+                            f"(first: {failed[0].image}); the error column of {csv_path} says why")
+    return predictions

@@ -1,0 +1,18 @@
+"""Classify your own images: python src/predict.py ckpt_path=<ckpt> images=<file | [a.png,b.png] | folder>"""
+
+import hydra
+from omegaconf import DictConfig
+
+from convlens.cli import CONFIG_DIR, report_errors, run_hydra, set_project_root
+from convlens.predicting import predict
+
+set_project_root()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+def main(cfg: DictConfig) -> None:
+    report_errors(lambda: predict(cfg))
+
+
+if __name__ == "__main__":
+    run_hydra(main)

@@ -1,0 +1,18 @@
+"""Draw a checkpoint's kernels and feature maps: python src/visualize.py ckpt_path=<ckpt> [index=100 | image=<png>]"""
+
+import hydra
+from omegaconf import DictConfig
+
+from convlens.cli import CONFIG_DIR, report_errors, run_hydra, set_project_root
+from convlens.visualizing import visualize
+
+set_project_root()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="visualize")
+def main(cfg: DictConfig) -> None:
+    report_errors(lambda: visualize(cfg))
+
+
+if __name__ == "__main__":
+    run_hydra(main)
