@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from convlens.cli import CONFIG_DIR, set_project_root
+from convlens.cli import CONFIG_DIR, run_hydra, set_project_root
 from convlens.multirun import run_job
 from convlens.training import train
 
@@ -17,4 +17,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra(main)

@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from convlens.cli import CONFIG_DIR, report_errors, set_project_root
+from convlens.cli import CONFIG_DIR, report_errors, run_hydra, set_project_root
 from convlens.visualizing import visualize
 
 set_project_root()
@@ -15,4 +15,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra(main)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 from rich.console import Console
 
 from convlens.errors import ConvlensError
@@ -15,6 +18,9 @@ from convlens.resolvers import register_resolvers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
+
+# The user's HYDRA_FULL_ERROR, kept aside while Hydra composes the config (see ``run_hydra``).
+USER_FULL_ERROR = "CONVLENS_USER_HYDRA_FULL_ERROR"
 
 T = TypeVar("T")
 
@@ -26,6 +32,20 @@ def set_project_root() -> None:
     os.environ.setdefault("CONVLENS_ROOT", str(PROJECT_ROOT))
 
 
+def print_error(message: str) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/bold red] {message}", soft_wrap=True, highlight=False)
+
+
+def restore_user_full_error() -> None:
+    """Once the task runs, HYDRA_FULL_ERROR is the user's again, for Hydra's reports and ours."""
+    if USER_FULL_ERROR in os.environ:
+        user = os.environ.pop(USER_FULL_ERROR)
+        if user:
+            os.environ["HYDRA_FULL_ERROR"] = user
+        else:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
 def convlens_error_in(error: BaseException | None) -> ConvlensError | None:
     """The ConvlensError behind ``error``: Hydra's instantiate and OmegaConf's resolvers re-raise it wrapped."""
     while error is not None and not isinstance(error, ConvlensError):
@@ -35,11 +55,55 @@ def convlens_error_in(error: BaseException | None) -> ConvlensError | None:
 
 def report_errors(task: Callable[[], T]) -> T:
     """Run ``task``; a ConvlensError becomes one red line on stderr and exit code 1 (HYDRA_FULL_ERROR=1: traceback)."""
+    restore_user_full_error()
     try:
         return task()
     except Exception as raised:
         error = convlens_error_in(raised)
         if error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", soft_wrap=True, highlight=False)
+        print_error(str(error))
         sys.exit(1)
+
+
+def hydra_error_line(error: HydraException) -> str:
+    """Hydra's several-line report of a bad override, as one sentence naming the override and the fix."""
+    if isinstance(error, MissingConfigException) and error.options is not None and error.missing_cfg_file:
+        group, _, option = error.missing_cfg_file.rpartition("/")
+        choices = ", ".join(f"{group}={name}" for name in error.options)
+        return f"{group}={option} is not an option: there is no conf/{group}/{option}.yaml; choose {choices}"
+    if isinstance(error, OverrideParseException):
+        why = error.message.splitlines()[0]
+        return (f"cannot read the override {error.override!r} ({why}); write key=value, "
+                "quoting lists and spaces for the shell: 'model.net.depth=[4,8]'")
+    cause = error.__cause__
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and cause.full_key and cause.parent_node is not None:
+        known = [str(key) for key in cause.parent_node.keys()]
+        close = difflib.get_close_matches(str(cause.key), known, n=1)
+        prefix = cause.full_key.rpartition(".")[0]
+        hint = f"did you mean {prefix + '.' if prefix else ''}{close[0]}?" if close else \
+            f"the keys there are {', '.join(known)}"
+        return (f"{cause.full_key} is not a setting ({hint}); "
+                f"fix its spelling, or write +{cause.full_key}=... to add a new key on purpose")
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
+def run_hydra(main: Callable[[], Any]) -> None:
+    """Run a ``@hydra.main`` entry point; a mistyped override becomes one ``error:`` line and exit code 1.
+
+    Hydra prints these itself, over several lines. To word them, Hydra is asked to raise instead
+    (HYDRA_FULL_ERROR=1) while it composes the config; ``report_errors`` gives the user's setting back as the
+    task starts, so what happens inside a run is reported as before, and HYDRA_FULL_ERROR=1 still shows the
+    full traceback of either.
+    """
+    os.environ.setdefault(USER_FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR", ""))
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except (ConfigCompositionException, OverrideParseException) as error:
+        if USER_FULL_ERROR not in os.environ or os.environ[USER_FULL_ERROR] == "1":
+            raise  # raised inside the run, or the user asked for the traceback
+        print_error(hydra_error_line(error))
+        sys.exit(1)
+    finally:
+        restore_user_full_error()

@@ -6,6 +6,8 @@ and counts them (``${convlens.len:...}``); ``conf/model/convnet.yaml`` takes ``n
 
 from __future__ import annotations
 
+import os
+
 from omegaconf import OmegaConf
 
 
@@ -21,3 +23,5 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("convlens.image_classes", image_classes)
     if not OmegaConf.has_resolver("convlens.len"):
         OmegaConf.register_new_resolver("convlens.len", len)
+    if not OmegaConf.has_resolver("convlens.pid"):  # in run folder names: no two running processes share one
+        OmegaConf.register_new_resolver("convlens.pid", os.getpid, use_cache=True)

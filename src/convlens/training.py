@@ -14,8 +14,8 @@ from pytorch_lightning import Callback, LightningDataModule, Trainer, seed_every
 from pytorch_lightning.loggers import Logger
 from rich.console import Console
 
-from convlens.checkpoints import load_classifier
-from convlens.config_checks import check_accelerator
+from convlens.checkpoints import checkpoint_to_resume, load_classifier, resolve_checkpoint
+from convlens.config_checks import check_accelerator, check_eval_config, check_train_config
 from convlens.hparams_summary import log_hparams_with_metrics
 from convlens.multirun import check_strategy_for_multirun
 from convlens.threads import set_threads
@@ -28,6 +28,11 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     if not group:
         return []
     return [instantiate(entry) for entry in group.values() if isinstance(entry, DictConfig) and "_target_" in entry]
+
+
+def training_runs(cfg: DictConfig) -> Path:
+    """Where conf/hydra/default.yaml puts training runs: ``ckpt_path=last`` looks there."""
+    return Path(cfg.paths.log_dir) / "train" / "runs"
 
 
 def prepare_process(cfg: DictConfig) -> None:
@@ -63,18 +68,24 @@ def fit_progress(trainer: Trainer) -> tuple[int | None, int | None]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write ``metrics.json``; return the metrics."""
+    check_train_config(cfg)
     started = time.perf_counter()
-    check_accelerator(cfg.trainer)
     prepare_process(cfg)
     datamodule: LightningDataModule = instantiate(cfg.data)
     model = instantiate(cfg.model)
+    resume_from = None
+    if cfg.get("ckpt_path") is not None:
+        resume_from = checkpoint_to_resume(cfg.ckpt_path, training_runs(cfg), model)
+        console.print(f"resuming from {resume_from}")
     trainer = build_trainer(cfg, instantiate_group(cfg.get("callbacks")), instantiate_group(cfg.get("logger")))
     check_strategy_for_multirun(trainer)
 
     fit_started = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     fit_seconds = time.perf_counter() - fit_started
     metrics: dict[str, Any] = {"val/acc_best": scalar(trainer.callback_metrics, "val/acc_best")}
+    if metrics["val/acc_best"] is None and model.val_acc_best.update_called:  # resumed after the last validation
+        metrics["val/acc_best"] = round(float(model.val_acc_best.compute()), 6)
 
     if cfg.get("test"):
         checkpoint = trainer.checkpoint_callback
@@ -105,18 +116,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test a checkpoint on the test half; write ``metrics.json``; return the metrics."""
     started = time.perf_counter()
-    check_accelerator(cfg.trainer)
-    model = load_classifier(cfg.ckpt_path)
+    check_eval_config(cfg)
+    ckpt_path = resolve_checkpoint(cfg.ckpt_path, training_runs(cfg))
+    model = load_classifier(ckpt_path)
     prepare_process(cfg)
     datamodule: LightningDataModule = instantiate(cfg.data)
     trainer = build_trainer(cfg, callbacks=[], loggers=[])
     trainer.test(model, datamodule=datamodule, verbose=False)
     metrics = {key: scalar(trainer.callback_metrics, key) for key in ("test/acc", "test/err")}
-    metrics.update({"ckpt_path": str(cfg.ckpt_path), "wall_seconds": round(time.perf_counter() - started, 3)})
+    metrics.update({"ckpt_path": str(ckpt_path), "wall_seconds": round(time.perf_counter() - started, 3)})
     output_dir = Path(cfg.paths.output_dir)
     write_metrics(output_dir, metrics)
     console.print(f"test/acc [bold]{metrics['test/acc']:.4f}[/bold] (error {metrics['test/err']:.2f}%) "
-                  f"for {cfg.ckpt_path}; metrics in {output_dir / 'metrics.json'}")
+                  f"for {ckpt_path}; metrics in {output_dir / 'metrics.json'}")
     return metrics
 
 

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
 from convlens.data.mnist_files import ensure_mnist
+from convlens.data.resumable_sampling import ResumableLoader
 from convlens.data.sharding import Share
 from convlens.data.tensor_images import TensorImages, keep_batch
 from convlens.errors import ConvlensError
@@ -64,10 +65,11 @@ class MNISTDataModule(LightningDataModule):
     def _device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
-    def _loader(self, dataset: Dataset, batch_size: int, **sampling) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, loader: type[DataLoader] = DataLoader,
+                **sampling) -> DataLoader:
         on_device = isinstance(dataset, TensorImages) and dataset.images.device.type != "cpu"
         copied_to_gpu = not on_device and self._device().type == "cuda"  # only then is pinning worth it
-        return DataLoader(
+        return loader(
             dataset,
             batch_size=batch_size,
             collate_fn=keep_batch if self.hparams.in_memory else None,
@@ -79,7 +81,8 @@ class MNISTDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         share = Share.of(self.trainer)
-        return self._loader(self.train_set, share.device_batch_size(self.hparams.batch_size),
+        # Resumable mid-epoch from a checkpoint, in the same order (exactly so in a single process).
+        return self._loader(self.train_set, share.device_batch_size(self.hparams.batch_size), loader=ResumableLoader,
                             **share.train_sampling(self.train_set))
 
     def val_dataloader(self) -> DataLoader:

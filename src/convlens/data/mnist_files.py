@@ -215,7 +215,8 @@ def ensure_mnist(data_dir: str | os.PathLike, sources: Sequence[Source] = DEFAUL
         try:
             source(target)
         except Exception as error:  # each source may fail in its own way; all are reported together
-            tried.append(f"{getattr(source, 'name', source)}: {type(error).__name__}: {error}")
+            why = " ".join(str(error).split())  # torchvision lists each mirror on its own line
+            tried.append(f"{getattr(source, 'name', source)}: {type(error).__name__}: {why}")
             continue
         problems = bad_files(target)
         if not problems:

@@ -62,9 +62,18 @@ class ConvNetClassifier(LightningModule):
         return F.nll_loss(log_probs, y), log_probs.argmax(dim=1), y
 
     def on_train_start(self) -> None:
-        # The sanity check ran validation on an untrained model; it must not count as the best accuracy.
+        # The sanity check ran validation on an untrained model; it must not count (val_acc_best skips it too,
+        # and keeps what a resumed checkpoint brought).
         self.val_acc.reset()
-        self.val_acc_best.reset()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Kept beside the weights, not in them, so checkpoints without it still load strictly.
+        if self.val_acc_best.update_called:
+            checkpoint["val_acc_best"] = self.val_acc_best.compute().cpu()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "val_acc_best" in checkpoint:  # a resumed run's best accuracy includes the one before the stop
+            self.val_acc_best.update(checkpoint["val_acc_best"].to(self.device))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, preds, y = self._step(batch)

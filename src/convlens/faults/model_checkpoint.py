@@ -1,0 +1,33 @@
+"""ModelCheckpoint that remembers the best score across a resume into a new run folder."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+
+class BestAcrossRunsCheckpoint(ModelCheckpoint):
+    """Resumed in a new run folder, still compare against the best checkpoint of the run it continues.
+
+    Lightning forgets the best score when the folder changes (every resume gets a new Hydra run folder), so
+    the first validation after a resume would count as the best and be tested instead of the true best. The
+    earlier run's files stay where they are: Lightning never deletes files outside this callback's folder.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        earlier = state_dict.get("dirpath", self.dirpath)
+        best = state_dict.get("best_model_path")
+        carried_over = earlier != self.dirpath and bool(best) and Path(best).is_file()
+        with warnings.catch_warnings():
+            if carried_over:  # Lightning's "won't be reloaded" warning: they are, just below
+                warnings.filterwarnings("ignore", message="The dirpath has changed")
+            super().load_state_dict(state_dict)
+        if carried_over:
+            self.best_model_score = state_dict["best_model_score"]
+            self.best_k_models = {path: score for path, score in state_dict.get("best_k_models", {}).items()
+                                  if Path(path).is_file()}
+            self.kth_best_model_path = state_dict.get("kth_best_model_path", self.kth_best_model_path)
+            self.kth_value = state_dict.get("kth_value", self.kth_value)

@@ -1,0 +1,185 @@
+"""Real training processes, stopped by real signals, resumed from the checkpoints they left.
+
+Five runs start together (two uninterrupted twins, one each stopped by SIGTERM, SIGINT and SIGKILL), then the
+three stopped ones resume together: about a minute on an idle 2-core machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+
+from convlens.cli import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+EPOCH = 100  # training batches per epoch
+STEPS = 2 * EPOCH
+RUN = ["trainer=cpu", "trainer.deterministic=true", "trainer.max_epochs=2", f"trainer.limit_train_batches={EPOCH}",
+       "trainer.val_check_interval=40", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
+       "callbacks.rich_progress_bar=null", "callbacks.step_checkpoint.every_n_train_steps=10",
+       "trainer.enable_model_summary=false", "threads=1", "logger=csv", "trainer.log_every_n_steps=1",
+       "+logger.csv.flush_logs_every_n_steps=1"]  # validation at steps 40, 80, 140, 180
+TIMING = {"fit_seconds", "seconds_per_epoch", "wall_seconds"}
+LAST_VALIDATION = 180
+
+
+def start(log_dir: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, str(PROJECT_ROOT / "src" / "train.py"), *RUN, f"paths.data_dir={data_dir}",
+               f"paths.log_dir={log_dir}", *extra]
+    return subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen) -> tuple[int, str]:
+    _, stderr = process.communicate(timeout=600)
+    return process.returncode, stderr
+
+
+def run_dir(log_dir: Path) -> Path:
+    (only,) = (log_dir / "train" / "runs").iterdir()
+    return only
+
+
+def step_of(path: Path) -> int:
+    return torch.load(path, weights_only=True)["global_step"]
+
+
+def wait_for_step(log_dir: Path, process: subprocess.Popen, at_least: int) -> int:
+    """Poll the run's last.ckpt; each save replaces the file, so a new inode is a new checkpoint to read."""
+    seen = None
+    while process.poll() is None:
+        runs = list((log_dir / "train" / "runs").glob("*/checkpoints/last.ckpt"))
+        if runs and (inode := runs[0].stat().st_ino) != seen:
+            seen = inode
+            if (step := step_of(runs[0])) >= at_least:
+                return step
+        time.sleep(0.01)
+    raise AssertionError(f"the run ended before step {at_least}: {process.communicate()[1][-2000:]}")
+
+
+def interrupted_run(log_dir: Path, data_dir: Path, signum: int, at_least: int, delay: float = 0.0):
+    process = start(log_dir, data_dir)
+    wait_for_step(log_dir, process, at_least)
+    time.sleep(delay)
+    process.send_signal(signum)
+    return finish(process)
+
+
+def metrics(directory: Path) -> dict:
+    values = json.loads((directory / "metrics.json").read_text())
+    values["best_ckpt"] = Path(values["best_ckpt"]).name
+    return {key: value for key, value in values.items() if key not in TIMING}
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    first, second = weights(a), weights(b)
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_dir):
+    root = tmp_path_factory.mktemp("interruptions")
+    logs = {name: root / name for name in ("twin_a", "twin_b", "sigterm", "sigint", "sigkill")}
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        twins = [pool.submit(lambda d=logs[n]: finish(start(d, data_dir))) for n in ("twin_a", "twin_b")]
+        sigterm = pool.submit(interrupted_run, logs["sigterm"], data_dir, signal.SIGTERM, 10)
+        sigint = pool.submit(interrupted_run, logs["sigint"], data_dir, signal.SIGINT, LAST_VALIDATION)
+        sigkill = pool.submit(interrupted_run, logs["sigkill"], data_dir, signal.SIGKILL, 50, 0.37)
+        stopped = {"twins": [t.result() for t in twins], "sigterm": sigterm.result(), "sigint": sigint.result(),
+                   "sigkill": sigkill.result()}
+    stopped_ckpts = {name: run_dir(logs[name]) / "checkpoints" / "last.ckpt" for name in ("sigterm", "sigint")}
+    stopped_steps = {name: step_of(path) for name, path in stopped_ckpts.items()}
+    killed_dir = run_dir(logs["sigkill"])
+    killed = {"step": step_of(killed_dir / "checkpoints" / "last.ckpt"),
+              "logged": max(int(row["step"]) for row in csv.DictReader(open(killed_dir / "csv" / "metrics.csv"))
+                            if row.get("train/loss_step"))}
+    resumed_logs = {name: root / f"{name}_resumed" for name in ("sigterm", "sigint", "sigkill")}
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        resumes = {
+            # a path; "last" within the interrupted run's logs; the newest checkpoint after kill -9
+            "sigterm": pool.submit(lambda: finish(start(resumed_logs["sigterm"], data_dir,
+                                                        f"ckpt_path={stopped_ckpts['sigterm']}"))),
+            "sigint": pool.submit(lambda: finish(start(logs["sigint"], data_dir, "ckpt_path=last"))),
+            "sigkill": pool.submit(lambda: finish(start(resumed_logs["sigkill"], data_dir,
+                                                        f"ckpt_path={killed_dir / 'checkpoints' / 'last.ckpt'}"))),
+        }
+        resumed = {name: future.result() for name, future in resumes.items()}
+    sigint_dirs = sorted((logs["sigint"] / "train" / "runs").iterdir(), key=lambda path: path.stat().st_mtime)
+    return {"logs": logs, "stopped": stopped, "stopped_steps": stopped_steps, "killed": killed, "resumed": resumed,
+            "resumed_dirs": {"sigterm": run_dir(resumed_logs["sigterm"]), "sigint": sigint_dirs[-1],
+                             "sigkill": run_dir(resumed_logs["sigkill"])},
+            "sigint_first_dir": sigint_dirs[0]}
+
+
+def test_the_same_seed_twice_gives_identical_metrics_and_weights(runs):
+    (rc_a, err_a), (rc_b, err_b) = runs["stopped"]["twins"]
+    assert rc_a == rc_b == 0, err_a[-2000:] + err_b[-2000:]
+    a, b = run_dir(runs["logs"]["twin_a"]), run_dir(runs["logs"]["twin_b"])
+    assert metrics(a) == metrics(b) and metrics(a)["steps"] == STEPS
+    assert same_weights(a / "checkpoints" / "last.ckpt", b / "checkpoints" / "last.ckpt")
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(runs):
+    folders = [run_dir(runs["logs"][name]).name for name in ("twin_a", "twin_b", "sigterm", "sigkill")]
+    folders.append(runs["sigint_first_dir"].name)
+    assert len(set(folders)) == 5
+    assert len({folder.rsplit("_", 1)[0] for folder in folders}) < 5, "no two runs started in the same second"
+
+
+def test_sigterm_mid_epoch_saves_and_a_resume_ends_exactly_like_the_uninterrupted_run(runs):
+    returncode, stderr = runs["stopped"]["sigterm"]
+    step = runs["stopped_steps"]["sigterm"]
+    assert returncode == 128 + signal.SIGTERM and "Traceback" not in stderr
+    assert 10 <= step < EPOCH and step % EPOCH != 0  # stopped in the middle of the first epoch
+    assert f"SIGTERM: stopped at step {step} (epoch 0) and saved" in stderr
+    assert not (run_dir(runs["logs"]["sigterm"]) / "metrics.json").exists()
+
+    returncode, stderr = runs["resumed"]["sigterm"]
+    assert returncode == 0, stderr[-2000:]
+    twin = run_dir(runs["logs"]["twin_a"])
+    resumed = runs["resumed_dirs"]["sigterm"]
+    assert metrics(resumed) == metrics(twin)
+    assert same_weights(resumed / "checkpoints" / "last.ckpt", twin / "checkpoints" / "last.ckpt")
+
+
+def test_ctrl_c_after_the_last_validation_resumes_with_ckpt_path_last_and_keeps_the_best(runs):
+    returncode, stderr = runs["stopped"]["sigint"]
+    step = runs["stopped_steps"]["sigint"]
+    assert returncode == 128 + signal.SIGINT and "Traceback" not in stderr
+    assert LAST_VALIDATION <= step < STEPS
+    assert f"SIGINT: stopped at step {step} (epoch 1)" in stderr
+
+    returncode, stderr = runs["resumed"]["sigint"]
+    assert returncode == 0, stderr[-2000:]
+    resumed, first = runs["resumed_dirs"]["sigint"], runs["sigint_first_dir"]
+    twin = run_dir(runs["logs"]["twin_a"])
+    assert metrics(resumed) == metrics(twin)
+    # No validation ran after the resume: the best checkpoint is the interrupted run's, kept where it was.
+    assert Path(json.loads((resumed / "metrics.json").read_text())["best_ckpt"]).parent == first / "checkpoints"
+    assert same_weights(resumed / "checkpoints" / "last.ckpt", twin / "checkpoints" / "last.ckpt")
+
+
+def test_kill_9_loses_at_most_one_checkpoint_interval_and_leaves_a_whole_checkpoint(runs):
+    returncode, _ = runs["stopped"]["sigkill"]
+    assert returncode == -signal.SIGKILL
+    killed = runs["killed"]
+    # The CSV row of step s holds optimizer step s + 1, so at least logged + 1 steps were done before the kill.
+    assert killed["step"] >= killed["logged"] + 1 - 10  # last.ckpt is at most one interval (10 steps) behind
+
+    returncode, stderr = runs["resumed"]["sigkill"]
+    assert returncode == 0, stderr[-2000:]
+    assert metrics(runs["resumed_dirs"]["sigkill"])["steps"] == STEPS
