@@ -13,7 +13,7 @@ from pytorch_lightning import Trainer
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from rich.console import Console
 
-from convlens.cli import report_errors
+from convlens.cli import convlens_error_in, report_errors
 from convlens.errors import ConvlensError
 
 T = TypeVar("T")
@@ -34,8 +34,9 @@ def run_job(task: Callable[[], T]) -> T | None:
         return report_errors(task)
     try:
         return task()
-    except ConvlensError as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    except Exception as raised:
+        error = convlens_error_in(raised)  # Hydra's instantiate wraps errors raised while building
+        if error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         hydra = HydraConfig.get()
         overrides = " ".join(hydra.overrides.task) or "no overrides"
