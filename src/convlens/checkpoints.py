@@ -12,6 +12,15 @@ import torch
 from convlens.errors import ConvlensError
 from convlens.models.classifier import ConvNetClassifier
 
+# What torch.load and Lightning raise for a file that is a zip but not a usable checkpoint.
+LOAD_ERRORS = (RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile)
+
+
+def unreadable(path: Path, error: Exception) -> ConvlensError:
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return ConvlensError(f"{path} is not a readable convlens checkpoint ({first_line}); "
+                         "pass a .ckpt written by src/train.py")
+
 
 def checked_checkpoint_path(ckpt_path: str | os.PathLike | None) -> Path:
     """The checkpoint as an existing file, or a one-line error saying how to name one."""
@@ -47,12 +56,8 @@ def read_checkpoint(path: Path) -> dict:
             "e.g. its last.ckpt or best-*.ckpt")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError,
-            zipfile.BadZipFile) as error:
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ConvlensError(
-            f"{path} is not a readable convlens checkpoint ({first_line}); "
-            "pass a .ckpt written by src/train.py") from error
+    except LOAD_ERRORS as error:
+        raise unreadable(path, error) from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ConvlensError(f"{path} holds no model weights (no state_dict); pass a .ckpt written by src/train.py")
     return checkpoint
@@ -95,9 +100,5 @@ def load_classifier(ckpt_path: str | os.PathLike, map_location: str | torch.devi
     read_checkpoint(path)
     try:
         return ConvNetClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError,
-            zipfile.BadZipFile) as error:
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ConvlensError(
-            f"{path} is not a readable convlens checkpoint ({first_line}); "
-            "pass a .ckpt written by src/train.py") from error
+    except LOAD_ERRORS as error:
+        raise unreadable(path, error) from error
