@@ -13,7 +13,7 @@ from pytorch_lightning import Trainer
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from rich.console import Console
 
-from convlens.cli import convlens_error_in, report_errors
+from convlens.cli import convlens_error_in, report_errors, restore_user_full_error
 from convlens.errors import ConvlensError
 
 T = TypeVar("T")
@@ -32,6 +32,7 @@ def run_job(task: Callable[[], T]) -> T | None:
     """
     if not in_multirun():
         return report_errors(task)
+    restore_user_full_error()  # run_hydra set HYDRA_FULL_ERROR=1 only for composing the config
     try:
         return task()
     except Exception as raised:
