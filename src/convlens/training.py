@@ -15,7 +15,7 @@ from pytorch_lightning.loggers import Logger
 from rich.console import Console
 
 from convlens.checkpoints import checkpoint_to_resume, load_classifier, resolve_checkpoint
-from convlens.config_checks import check_accelerator, check_eval_config, check_train_config
+from convlens.config_checks import check_eval_config, check_train_config
 from convlens.hparams_summary import log_hparams_with_metrics
 from convlens.multirun import check_strategy_for_multirun
 from convlens.threads import set_threads
@@ -43,7 +43,6 @@ def prepare_process(cfg: DictConfig) -> None:
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> Trainer:
-    check_accelerator(cfg.trainer)
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 

@@ -89,12 +89,17 @@ class ConvNetClassifier(LightningModule):
         _, preds, y = self._step(batch)
         self.val_acc.update(preds, y)
 
-    def on_validation_epoch_end(self) -> None:
-        acc = self.val_acc.compute()
-        self.val_acc.reset()
+    def _log_accuracy(self, split: str, metric: MulticlassAccuracy, **log_options: Any) -> torch.Tensor:
+        """Log ``<split>/acc`` and ``<split>/err`` (percent) over everything since the last reset, then reset."""
+        acc = metric.compute()
+        metric.reset()
         # compute() already reduced the counts over all DDP processes; sync_dist=True only averages equal
         # numbers, and tells Lightning so (it warns otherwise).
-        self.log_dict({"val/acc": acc, "val/err": 100 * (1 - acc)}, prog_bar=True, sync_dist=True)
+        self.log_dict({f"{split}/acc": acc, f"{split}/err": 100 * (1 - acc)}, sync_dist=True, **log_options)
+        return acc
+
+    def on_validation_epoch_end(self) -> None:
+        acc = self._log_accuracy("val", self.val_acc, prog_bar=True)
         if self.trainer.sanity_checking:
             return
         self.val_acc_best(acc)
@@ -108,9 +113,7 @@ class ConvNetClassifier(LightningModule):
         self.test_acc.update(preds, y)
 
     def on_test_epoch_end(self) -> None:
-        acc = self.test_acc.compute()
-        self.test_acc.reset()
-        self.log_dict({"test/acc": acc, "test/err": 100 * (1 - acc)}, sync_dist=True)
+        self._log_accuracy("test", self.test_acc)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())  # configs are _partial_
