@@ -30,7 +30,10 @@ RUN = ["trainer=cpu", "trainer.deterministic=true", "trainer.max_epochs=2", f"tr
        "callbacks.rich_progress_bar=null", "callbacks.step_checkpoint.every_n_train_steps=10",
        "trainer.enable_model_summary=false", "threads=1", "logger=csv", "trainer.log_every_n_steps=1",
        "+logger.csv.flush_logs_every_n_steps=1"]  # validation at steps 40, 80, 140, 180
-TIMING = {"fit_seconds", "seconds_per_epoch", "wall_seconds"}
+TIMING = {"fit_seconds", "train_loop_seconds", "seconds_per_epoch", "wall_seconds"}
+# The last epoch's training loss and accuracy: after a resume in the middle of that epoch they average only the
+# batches since the resume (a documented limit), so resumed runs are compared without them.
+LAST_EPOCH_TRAINING = {"train/loss_epoch", "train/acc"}
 LAST_VALIDATION = 180
 
 
@@ -75,10 +78,10 @@ def interrupted_run(log_dir: Path, data_dir: Path, signum: int, at_least: int, d
     return finish(process)
 
 
-def metrics(directory: Path) -> dict:
+def metrics(directory: Path, leave_out: set[str] = frozenset()) -> dict:
     values = json.loads((directory / "metrics.json").read_text())
     values["best_ckpt"] = Path(values["best_ckpt"]).name
-    return {key: value for key, value in values.items() if key not in TIMING}
+    return {key: value for key, value in values.items() if key not in TIMING | leave_out}
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -106,7 +109,7 @@ def runs(tmp_path_factory, data_dir):
     killed_dir = run_dir(logs["sigkill"])
     killed = {"step": step_of(killed_dir / "checkpoints" / "last.ckpt"),
               "logged": max(int(row["step"]) for row in csv.DictReader(open(killed_dir / "csv" / "metrics.csv"))
-                            if row.get("train/loss_step"))}
+                            if row.get("train/loss"))}
     resumed_logs = {name: root / f"{name}_resumed" for name in ("sigterm", "sigint", "sigkill")}
     with ThreadPoolExecutor(max_workers=3) as pool:
         resumes = {
@@ -152,7 +155,7 @@ def test_sigterm_mid_epoch_saves_and_a_resume_ends_exactly_like_the_uninterrupte
     assert returncode == 0, stderr[-2000:]
     twin = run_dir(runs["logs"]["twin_a"])
     resumed = runs["resumed_dirs"]["sigterm"]
-    assert metrics(resumed) == metrics(twin)
+    assert metrics(resumed) == metrics(twin)  # the stop was in the first epoch: the last one is whole
     assert same_weights(resumed / "checkpoints" / "last.ckpt", twin / "checkpoints" / "last.ckpt")
 
 
@@ -167,7 +170,7 @@ def test_ctrl_c_after_the_last_validation_resumes_with_ckpt_path_last_and_keeps_
     assert returncode == 0, stderr[-2000:]
     resumed, first = runs["resumed_dirs"]["sigint"], runs["sigint_first_dir"]
     twin = run_dir(runs["logs"]["twin_a"])
-    assert metrics(resumed) == metrics(twin)
+    assert metrics(resumed, LAST_EPOCH_TRAINING) == metrics(twin, LAST_EPOCH_TRAINING)
     # No validation ran after the resume: the best checkpoint is the interrupted run's, kept where it was.
     assert Path(json.loads((resumed / "metrics.json").read_text())["best_ckpt"]).parent == first / "checkpoints"
     assert same_weights(resumed / "checkpoints" / "last.ckpt", twin / "checkpoints" / "last.ckpt")

@@ -52,7 +52,7 @@ def test_in_memory_and_per_item_loading_train_to_the_same_metrics_and_weights(da
         weights = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
         results[in_memory] = metrics, weights
     (fast, fast_weights), (slow, slow_weights) = results[True], results[False]
-    for key in ("val/acc_best", "test/acc", "steps"):
+    for key in ("train/loss_epoch", "train/acc", "val/acc_best", "test/acc", "steps"):
         assert fast[key] == slow[key], key
     assert fast["steps"] == 30
     assert fast_weights.keys() == slow_weights.keys()

@@ -1,5 +1,6 @@
 """Real Lightning runs on real MNIST, kept short with limit_*_batches."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -23,6 +24,26 @@ def test_a_short_run_learns_beyond_80_percent(train_config, tmp_path):
     assert saved["test/acc"] == pytest.approx(metrics["test/acc"]) and saved["test/acc"] > 0.80
     assert {"test/err", "epochs", "wall_seconds", "best_ckpt"} <= saved.keys()
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def logged_rows(run_dir: Path) -> list[dict[str, str]]:
+    (path,) = run_dir.glob("csv/**/metrics.csv")
+    return list(csv.DictReader(path.open()))
+
+
+@pytest.mark.parametrize("every", [1, 10])
+def test_step_loss_is_logged_every_n_steps_and_the_epoch_mean_matches_it(train_config, tmp_path, every):
+    metrics = train(train_config("trainer.max_epochs=1", "trainer.limit_train_batches=30",
+                                 "trainer.val_check_interval=30", "trainer.limit_val_batches=1", "test=false",
+                                 "logger=csv", f"trainer.log_every_n_steps={every}"))
+    rows = logged_rows(tmp_path)
+    step_losses = {int(row["step"]): float(row["train/loss"]) for row in rows if row.get("train/loss")}
+    assert sorted(step_losses) == list(range(every - 1, 30, every))
+    (epoch_row,) = [row for row in rows if row.get("train/loss_epoch")]
+    assert float(epoch_row["train/loss_epoch"]) == pytest.approx(metrics["train/loss_epoch"], abs=1e-6)
+    assert 0 < metrics["train/acc"] < 1 and float(epoch_row["train/acc"]) == pytest.approx(metrics["train/acc"], abs=1e-6)
+    if every == 1:  # every batch has 64 images, so the epoch's mean is the plain mean of the step losses
+        assert metrics["train/loss_epoch"] == pytest.approx(sum(step_losses.values()) / 30, rel=1e-5)
 
 
 def test_resuming_from_last_ckpt_continues_the_global_step(train_config, tmp_path):

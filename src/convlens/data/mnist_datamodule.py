@@ -23,7 +23,7 @@ class MNISTDataModule(LightningDataModule):
         self,
         data_dir: str,
         batch_size: int = 64,
-        eval_batch_size: int = 1000,
+        eval_batch_size: int = 500,
         val_size: int = 5000,
         in_memory: bool = True,
         num_workers: int = 0,
