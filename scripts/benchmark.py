@@ -5,10 +5,11 @@
 A is ``scripts/tutorial_loop.py`` (plain PyTorch, per-item ToTensor); B is ``src/train.py`` with its defaults
 (logging, checkpoints, progress bar and every default callback on), for the same epochs. Alternating spreads
 the noise of a shared machine over both. For each run it records the whole-process wall seconds (timed
-here), the training-loop seconds per epoch each reports for itself (B's ``seconds_per_epoch`` from its
-``metrics.json``, which also counts Lightning's setup and sanity check), the child's own CPU time and peak
-resident memory (``os.wait4``), and the final test accuracy; it prints medians [min–max], the ratios B/A and
-whether the issue's targets are met. Extra arguments are Hydra overrides for B only, e.g. ``trainer=gpu``.
+here), the training-loop seconds per epoch each reports for itself (A times its epoch loop; B's
+``seconds_per_epoch`` in ``metrics.json`` is Lightning's ``Timer`` from the start of training to its end, its
+validation checks included; setup, the sanity check and the test are left to the whole-process time, as A's
+data loading and test are), the child's own CPU time and peak resident memory (``os.wait4``), and the final
+test accuracy; it prints medians [min–max], the ratios B/A and whether the issue's targets are met. Extra arguments are Hydra overrides for B only, e.g. ``trainer=gpu``.
 """
 
 from __future__ import annotations
