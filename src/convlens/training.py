@@ -87,7 +87,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     fit_started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     fit_seconds = time.perf_counter() - fit_started
-    loop_seconds = loop_timer.time_elapsed("train")  # before testing, which reloads the best checkpoint's timer
+    # Read before testing, which reloads the best checkpoint's timer; unknown after ddp_spawn (see fit_progress).
+    loop_seconds = None if loop_timer.start_time("train") is None else loop_timer.time_elapsed("train")
     # The last epoch's mean training loss and accuracy, beside the best validation accuracy.
     metrics: dict[str, Any] = {key: scalar(trainer.callback_metrics, key)
                                for key in ("val/acc_best", "train/loss_epoch", "train/acc")}
@@ -108,8 +109,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "epochs": epochs,
         "steps": steps,
         "fit_seconds": round(fit_seconds, 3),
-        "train_loop_seconds": round(loop_seconds, 3),
-        "seconds_per_epoch": None if epochs is None else round(loop_seconds / max(epochs, 1), 3),
+        "train_loop_seconds": None if loop_seconds is None else round(loop_seconds, 3),
+        "seconds_per_epoch": None if None in (epochs, loop_seconds) else round(loop_seconds / max(epochs, 1), 3),
         "wall_seconds": round(time.perf_counter() - started, 3),
         "torch_threads": torch.get_num_threads(),
     })
