@@ -9,7 +9,8 @@ here), the training-loop seconds per epoch each reports for itself (A times its 
 ``seconds_per_epoch`` in ``metrics.json`` is Lightning's ``Timer`` from the start of training to its end, its
 validation checks included; setup, the sanity check and the test are left to the whole-process time, as A's
 data loading and test are), the child's own CPU time and peak resident memory (``os.wait4``), and the final
-test accuracy; it prints medians [min–max], the ratios B/A and whether the issue's targets are met. Extra arguments are Hydra overrides for B only, e.g. ``trainer=gpu``.
+test accuracy; it prints medians [min–max], the ratios B/A and whether the issue's targets are met. Extra
+arguments are Hydra overrides for B only, e.g. ``trainer=gpu``.
 """
 
 from __future__ import annotations

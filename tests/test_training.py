@@ -41,7 +41,8 @@ def test_step_loss_is_logged_every_n_steps_and_the_epoch_mean_matches_it(train_c
     assert sorted(step_losses) == list(range(every - 1, 30, every))
     (epoch_row,) = [row for row in rows if row.get("train/loss_epoch")]
     assert float(epoch_row["train/loss_epoch"]) == pytest.approx(metrics["train/loss_epoch"], abs=1e-6)
-    assert 0 < metrics["train/acc"] < 1 and float(epoch_row["train/acc"]) == pytest.approx(metrics["train/acc"], abs=1e-6)
+    assert 0 < metrics["train/acc"] < 1
+    assert float(epoch_row["train/acc"]) == pytest.approx(metrics["train/acc"], abs=1e-6)
     if every == 1:  # every batch has 64 images, so the epoch's mean is the plain mean of the step losses
         assert metrics["train/loss_epoch"] == pytest.approx(sum(step_losses.values()) / 30, rel=1e-5)
 
