@@ -58,3 +58,13 @@ def run_entry(script: str, *overrides: str, cwd: Path = PROJECT_ROOT, check: boo
     if check and result.returncode != 0:
         raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+class RunsCode:
+    """A pickle payload that touches ``marker`` when unpickled: proof that a loader ran code it should refuse."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))

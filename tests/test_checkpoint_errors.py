@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import compose_config
+from conftest import RunsCode, compose_config
 from convlens.checkpoints import checkpoint_to_resume, load_classifier, newest_last_checkpoint, read_checkpoint
 from convlens.errors import ConvlensError
 from convlens.models.classifier import ConvNetClassifier
@@ -100,14 +100,6 @@ def test_a_missing_checkpoint_is_named(tmp_path):
         checkpoint_to_resume(tmp_path / "nope.ckpt", tmp_path, torch.nn.Linear(1, 1))
     assert one_line(error) == (f"checkpoint {tmp_path / 'nope.ckpt'} does not exist; "
                                "pass ckpt_path=<run dir>/checkpoints/<name>.ckpt")
-
-
-class RunsCode:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
 
 
 def test_a_checkpoint_that_would_run_code_is_refused_unopened(tmp_path):

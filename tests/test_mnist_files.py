@@ -7,6 +7,7 @@ import pytest
 import torch
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
+from conftest import RunsCode
 from convlens.data.mnist_files import (
     MNIST_MD5,
     MnistUnavailableError,
@@ -82,14 +83,6 @@ def numpy_pickle(obj) -> bytes:
 def test_restricted_unpickler_loads_plain_arrays():
     array = np.arange(6, dtype=np.float32).reshape(2, 3)
     np.testing.assert_array_equal(load_numpy_pickle(numpy_pickle(((array, array),))), ((array, array),))
-
-
-class RunsCode:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
 
 
 def test_restricted_unpickler_refuses_other_globals_without_running_them(tmp_path):
