@@ -32,18 +32,26 @@ PICTURE_TAGS = ["kernels/conv1", "kernels/conv2", "feature_maps/conv1", "feature
 HISTOGRAM_TAGS = [f"histograms/{conv}.{part}" for conv in ("conv1", "conv2") for part in ("weight", "bias")]
 
 
-def side(tiles: int, tile_px: int) -> int:
-    """Pixels along a grid of ``tiles`` tiles with the configured 2-pixel separators."""
-    return tiles * (tile_px + 2) + 2
+def side(tiles: int, tile_px: int, separator_px: int = 2) -> int:
+    """Pixels along a grid of ``tiles`` tiles with separators around and between them."""
+    return tiles * (tile_px + separator_px) + separator_px
 
 
-# (width, height) of each picture with two probe images; kernels 5x5 -> 80 px, maps 28x28 and 14x14 -> 84 px.
+# (width, height) of each PNG with two probe images; kernels 5x5 -> 80 px, maps 28x28 and 14x14 -> 84 px.
 EXPECTED_SIZES = {
     "kernels/conv1": (side(4, 80), side(1, 80)),
     "kernels/conv2": (side(8, 80), side(4, 80)),
     "feature_maps/conv1": (side(4, 84), side(2, 84)),
     "feature_maps/conv2": (side(8, 84), side(2, 84)),
     "probe/image": (side(2, 84), side(1, 84)),
+}
+# In TensorBoard, which enlarges them itself, the same grids at their own size with 1-pixel separators.
+TENSORBOARD_SIZES = {
+    "kernels/conv1": (side(4, 5, 1), side(1, 5, 1)),
+    "kernels/conv2": (side(8, 5, 1), side(4, 5, 1)),
+    "feature_maps/conv1": (side(4, 28, 1), side(2, 28, 1)),
+    "feature_maps/conv2": (side(8, 14, 1), side(2, 14, 1)),
+    "probe/image": (side(2, 28, 1), side(1, 28, 1)),
 }
 
 
@@ -79,7 +87,7 @@ def test_every_picture_is_logged_once_per_check_at_its_size(run):
     for tag in PICTURE_TAGS:
         images = logged.Images(tag)
         assert [image.step for image in images] == CHECK_STEPS, tag
-        assert {(image.width, image.height) for image in images} == {EXPECTED_SIZES[tag]}, tag
+        assert {(image.width, image.height) for image in images} == {TENSORBOARD_SIZES[tag]}, tag
     for tag in HISTOGRAM_TAGS:
         assert [histogram.step for histogram in logged.Histograms(tag)] == CHECK_STEPS, tag
     (curves,) = logged.Images("error_curves")

@@ -13,6 +13,7 @@ with it on or off.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,14 +31,19 @@ CONVS = ("conv1", "conv2")
 
 
 class ConvNetPictures(Callback):
-    def __init__(self, style: PictureStyle, probe_indices: Sequence[int] = (100,), every_n_checks: int = 1) -> None:
+    def __init__(self, style: PictureStyle, probe_indices: Sequence[int] = (100,), every_n_checks: int = 1,
+                 tensorboard_tile_px: int = 1) -> None:
         if every_n_checks < 1:
             raise ConvlensError(f"callbacks.convnet_pictures.every_n_checks={every_n_checks} must be at least 1 "
                                 "(1 = draw at every validation check)")
         if not probe_indices:
             raise ConvlensError("callbacks.convnet_pictures.probe_indices is empty; give at least one test-set "
                                 "index, e.g. [100]")
-        self.style = style
+        self.style = style  # the PNGs at the end of fit
+        # TensorBoard enlarges images to its card width itself, with crisp (pixelated) edges: pictures logged at
+        # their own small size look the same there and cost little to draw and encode at every check.
+        self.tensorboard_style = dataclasses.replace(style, tile_px=tensorboard_tile_px,
+                                                     separator_px=min(style.separator_px, 1))
         self.probe_indices = [int(index) for index in probe_indices]
         self.every_n_checks = every_n_checks
         self.probes: torch.Tensor | None = None  # (P, 1, 28, 28), fetched once from the test set
@@ -69,7 +75,8 @@ class ConvNetPictures(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero or trainer.fast_dev_run:  # a smoke test saves nothing
             return
-        drawn = self.log_pictures(trainer, pl_module)
+        self.log_pictures(trainer, pl_module)
+        drawn = self.draw(pl_module, self.style)
         curves = pictures.rendered(pictures.error_curves(self.train_err, self.val_err, "validation check"))
         writer = tensorboard_writer(trainer)
         if writer is not None:
@@ -79,22 +86,20 @@ class ConvNetPictures(Callback):
             pictures.save_png(picture, run_dir / f"{name.replace('/', '_')}.png")
 
     def log_pictures(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, torch.Tensor]:
-        """Draw every picture of the model as it is now; log them unless this step already has them."""
-        drawn = self.draw(pl_module)
+        """Log every picture of the model as it is now, unless this step already has them."""
         writer = tensorboard_writer(trainer)
         step = trainer.global_step
         if writer is not None and step != self.last_drawn_step:
-            for tag, picture in drawn.items():
+            for tag, picture in self.draw(pl_module, self.tensorboard_style).items():
                 writer.add_image(tag, picture, global_step=step)
             for name in CONVS:
                 conv = getattr(pl_module.net, name)
                 writer.add_histogram(f"histograms/{name}.weight", conv.weight.detach().cpu(), global_step=step)
                 writer.add_histogram(f"histograms/{name}.bias", conv.bias.detach().cpu(), global_step=step)
         self.last_drawn_step = step
-        return drawn
 
     @torch.no_grad()
-    def draw(self, pl_module: LightningModule) -> dict[str, torch.Tensor]:
+    def draw(self, pl_module: LightningModule, style: PictureStyle) -> dict[str, torch.Tensor]:
         net = pl_module.net
         was_training = net.training
         net.eval()
@@ -103,11 +108,11 @@ class ConvNetPictures(Callback):
         finally:
             net.train(was_training)
         return {
-            "kernels/conv1": pictures.conv1_kernels(net.conv1.weight, self.style),
-            "kernels/conv2": pictures.conv2_kernels(net.conv2.weight, self.style),
-            "feature_maps/conv1": pictures.feature_maps(conv1_maps, self.style),
-            "feature_maps/conv2": pictures.feature_maps(conv2_maps, self.style),
-            "probe/image": pictures.input_images(self.probes, self.style),
+            "kernels/conv1": pictures.conv1_kernels(net.conv1.weight, style),
+            "kernels/conv2": pictures.conv2_kernels(net.conv2.weight, style),
+            "feature_maps/conv1": pictures.feature_maps(conv1_maps, style),
+            "feature_maps/conv2": pictures.feature_maps(conv2_maps, style),
+            "probe/image": pictures.input_images(self.probes, style),
         }
 
     def state_dict(self) -> dict[str, Any]:
