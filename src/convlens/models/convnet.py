@@ -9,6 +9,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with its mask drawn as uniform numbers compared with ``p``: the same distribution, but on the
+    CPU the uniform draw costs a fraction of the ``bernoulli_`` kernel that ``nn.Dropout`` uses, a visible part of
+    this small network's step."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x * ((torch.rand_like(x) >= self.p) * (1 / (1 - self.p)))
+
+
 class ConvNet(nn.Module):
     def __init__(
         self,
@@ -27,7 +38,7 @@ class ConvNet(nn.Module):
         self.pool = nn.MaxPool2d(2)
         self.conv2 = nn.Conv2d(d1, d2, kernel_size, padding=padding)
         self.fc1 = nn.Linear(d2 * (image_size // 4) ** 2, hidden)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc2 = nn.Linear(hidden, num_classes)
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
