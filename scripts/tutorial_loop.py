@@ -37,13 +37,14 @@ class ConvNet(nn.Module):
         return F.log_softmax(self.fc2(x), dim=1)  # (N, 10)
 
 
-def accuracy(model: nn.Module, loader: DataLoader, limit: int | None) -> float:
+def accuracy(model: nn.Module, loader: DataLoader, limit: int | None, device: torch.device) -> float:
     model.eval()
     correct = total = 0
     with torch.no_grad():
         for i, (images, labels) in enumerate(loader):
             if limit is not None and i >= limit:
                 break
+            images, labels = images.to(device), labels.to(device)
             correct += (model(images).argmax(dim=1) == labels).sum().item()
             total += len(labels)
     model.train()
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--val-check-interval", type=int, default=100, help="validate every N training batches")
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: the model there, each batch copied to it")
     parser.add_argument("--out", required=True, help="where to write the JSON result")
     args = parser.parse_args()
 
@@ -72,7 +74,8 @@ def main() -> None:
     val_loader = DataLoader(test_set, batch_size=64, sampler=SubsetRandomSampler(range(0, 5000)))
     test_loader = DataLoader(test_set, batch_size=64, sampler=SubsetRandomSampler(range(5000, 10_000)))
 
-    model = ConvNet()
+    device = torch.device(args.device)
+    model = ConvNet().to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
 
     steps = 0
@@ -82,6 +85,7 @@ def main() -> None:
         for i, (images, labels) in enumerate(train_loader):
             if args.limit_train_batches is not None and i >= args.limit_train_batches:
                 break
+            images, labels = images.to(device), labels.to(device)
             optimizer.zero_grad()
             loss = F.nll_loss(model(images), labels)
             loss.backward()
@@ -89,7 +93,7 @@ def main() -> None:
             steps += 1
             running_loss += loss.item()
             if (i + 1) % args.val_check_interval == 0:
-                val_acc = accuracy(model, val_loader, args.limit_val_batches)
+                val_acc = accuracy(model, val_loader, args.limit_val_batches, device)
                 print(f"epoch {epoch + 1} batch {i + 1}: loss {running_loss / args.val_check_interval:.3f}, "
                       f"val acc {val_acc:.4f}", flush=True)
                 running_loss = 0.0
@@ -100,7 +104,7 @@ def main() -> None:
         "steps": steps,
         "loop_seconds": round(loop_seconds, 3),
         "seconds_per_epoch": round(loop_seconds / args.epochs, 3),
-        "test_acc": round(accuracy(model, test_loader, args.limit_test_batches), 6),
+        "test_acc": round(accuracy(model, test_loader, args.limit_test_batches, device), 6),
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 

@@ -60,28 +60,31 @@ def test_in_memory_and_per_item_loading_train_to_the_same_metrics_and_weights(da
         assert torch.equal(tensor, slow_weights[name]), name
 
 
-def test_benchmark_runs_both_sides_with_the_limits_and_writes_every_field(data_dir, tmp_path):
+def test_benchmark_runs_every_side_with_the_limits_and_writes_every_field(data_dir, tmp_path):
     out = tmp_path / "benchmark.json"
     command = [sys.executable, str(PROJECT_ROOT / "scripts" / "benchmark.py"), "--epochs", "1", "--runs", "1",
                "--limit-train-batches", "4", "--limit-val-batches", "1", "--limit-test-batches", "1",
                "--val-check-interval", "2", "--data-dir", str(data_dir), "--out", str(out), "trainer=cpu"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "B/A" in result.stdout and str(out) in result.stdout.replace("\n", "")
+    assert "B/A" in result.stdout and "B/F" in result.stdout and str(out) in result.stdout.replace("\n", "")
 
     report = json.loads(out.read_text())
     measures = {"wall_seconds", "seconds_per_epoch", "cpu_seconds", "peak_rss_mb", "test_acc"}
-    for side in ("A", "B"):
+    assert report["sides"] == ["A", "B", "F"] and report["device"] == "cpu"  # G, the CUDA graph, only on a GPU
+    for side in ("A", "B", "F"):
         assert set(report[side]) == measures
         for key in measures:
             assert set(report[side][key]) == {"median", "min", "max"}
         (run,) = report[f"runs_{side}"]
-        assert run["steps"] == 4  # the limits reached both the tutorial loop and src/train.py
+        assert run["steps"] == 4  # the limits reached the tutorial loop, src/train.py and the floor
         assert run["wall_seconds"] > run["seconds_per_epoch"] > 0
         assert run["peak_rss_mb"] > 50 and 0 <= run["test_acc"] <= 1
-    assert set(report["ratio_B_over_A"]) == measures
-    assert report["ratio_B_over_A"]["wall_seconds"] == pytest.approx(
-        report["B"]["wall_seconds"]["median"] / report["A"]["wall_seconds"]["median"], rel=1e-2)
+    assert set(report["ratios"]) == {"B/A", "B/F"}
+    for name, side in (("B/A", "A"), ("B/F", "F")):
+        assert set(report["ratios"][name]) == measures
+        assert report["ratios"][name]["wall_seconds"] == pytest.approx(
+            report["B"]["wall_seconds"]["median"] / report[side]["wall_seconds"]["median"], rel=1e-2)
     assert report["epochs"] == 1 and report["runs"] == 1 and report["overrides_B"] == ["trainer=cpu"]
     assert report["machine"]["cores"] >= 1 and report["date"]
     assert any("peak memory" in line for line in report["verdicts"])
