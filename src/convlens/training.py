@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,18 @@ def training_runs(cfg: DictConfig) -> Path:
 def prepare_process(cfg: DictConfig) -> None:
     """Thread count and seed: set first, per job, so parallel jobs neither oversubscribe nor share randomness."""
     set_threads(cfg.get("threads"))
+    torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "highest"))
+    quiet_inapplicable_warnings(cfg)
     if cfg.get("seed") is not None:
         seed_everything(cfg.seed, workers=True)
+
+
+def quiet_inapplicable_warnings(cfg: DictConfig) -> None:
+    """Lightning's warnings that do not apply here, so that a run prints what matters."""
+    if cfg.get("data", {}).get("in_memory"):  # batches are gathered from memory: workers would only add copies
+        warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # Lightning's own use of a torch API it has not caught up with; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> Trainer:

@@ -12,6 +12,7 @@ from torchvision import datasets, transforms
 from convlens.data.mnist_files import ensure_mnist
 from convlens.data.resumable_sampling import ResumableLoader
 from convlens.data.sharding import Share
+from convlens.data.step_batches import StepBatches
 from convlens.data.tensor_images import TensorImages, keep_batch
 from convlens.errors import ConvlensError
 
@@ -38,6 +39,7 @@ class MNISTDataModule(LightningDataModule):
         self.train_set: Dataset | None = None
         self.test_set: Dataset | None = None
         self._verified = False
+        self.steps_per_call: int | None = None  # batches per training call; set by models.chunked_steps.StepChunks
 
     @property
     def val_indices(self) -> range:
@@ -66,24 +68,28 @@ class MNISTDataModule(LightningDataModule):
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
     def _loader(self, dataset: Dataset, batch_size: int, loader: type[DataLoader] = DataLoader,
-                **sampling) -> DataLoader:
+                steps_per_call: int | None = None, **sampling) -> DataLoader:
         on_device = isinstance(dataset, TensorImages) and dataset.images.device.type != "cpu"
         copied_to_gpu = not on_device and self._device().type == "cuda"  # only then is pinning worth it
+        collate = keep_batch if self.hparams.in_memory else None
         return loader(
             dataset,
-            batch_size=batch_size,
-            collate_fn=keep_batch if self.hparams.in_memory else None,
+            batch_size=batch_size * (steps_per_call or 1),
+            collate_fn=collate if steps_per_call is None else StepBatches(batch_size, collate),
             num_workers=0 if on_device else self.hparams.num_workers,
             pin_memory=self.hparams.pin_memory and copied_to_gpu,
             persistent_workers=self.hparams.num_workers > 0 and not on_device,
             **sampling,
         )
 
+    def train_steps_per_epoch(self) -> int:
+        return Share.of(self.trainer).train_steps_per_epoch(len(self.train_set), self.hparams.batch_size)
+
     def train_dataloader(self) -> DataLoader:
         share = Share.of(self.trainer)
         # Resumable mid-epoch from a checkpoint, in the same order (exactly so in a single process).
         return self._loader(self.train_set, share.device_batch_size(self.hparams.batch_size), loader=ResumableLoader,
-                            **share.train_sampling(self.train_set))
+                            steps_per_call=self.steps_per_call, **share.train_sampling(self.train_set))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, self.hparams.eval_batch_size,

@@ -10,6 +10,7 @@ each epoch by Lightning's ``set_epoch``), seeded from the run's seed.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,10 @@ class Share:
                 f"data.batch_size={batch_size} is the global batch and must divide evenly among the "
                 f"{self.world_size} processes; use a multiple of {self.world_size}")
         return batch_size // self.world_size
+
+    def train_steps_per_epoch(self, dataset_size: int, batch_size: int) -> int:
+        """Optimizer steps in one epoch of this process's shard (``DistributedSampler`` pads shards to equal size)."""
+        return math.ceil(math.ceil(dataset_size / self.world_size) / self.device_batch_size(batch_size))
 
     def eval_sampler(self, indices: Sequence[int]) -> SubsetRandomSampler:
         """Every ``world_size``-th index from this rank's offset: disjoint shares that together cover all."""

@@ -15,11 +15,15 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning import LightningModule
+from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from convlens.errors import ConvlensError
+from convlens.models.chunked_steps import AUTO, ChunkPlan, StepChunks, train_chunk
 from convlens.models.convnet import ConvNet
+from convlens.models.cuda_graph_step import GraphedStep
 
 
 def plain(config: Mapping | None) -> dict | None:
@@ -36,10 +40,24 @@ class ConvNetClassifier(LightningModule):
         optimizer: Mapping[str, Any],
         scheduler: Mapping[str, Any] | None = None,
         class_names: Sequence[str] | None = None,
+        steps_per_call: int | str = AUTO,
+        cuda_graphs: bool = False,
     ) -> None:
         super().__init__()
+        if steps_per_call != AUTO and (not isinstance(steps_per_call, int) or isinstance(steps_per_call, bool)
+                                       or steps_per_call < 1):
+            raise ConvlensError(f"model.steps_per_call={steps_per_call} must be auto or a whole number of optimizer "
+                                "steps of at least 1 (1: Lightning's usual one step per call)")
         self.save_hyperparameters({"net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler),
-                                   "class_names": None if class_names is None else [str(c) for c in class_names]})
+                                   "class_names": None if class_names is None else [str(c) for c in class_names],
+                                   "steps_per_call": steps_per_call, "cuda_graphs": bool(cuda_graphs)})
+        if cuda_graphs and steps_per_call == 1:
+            raise ConvlensError("model.cuda_graphs=true replays steps inside a chunk; it needs model.steps_per_call "
+                                "auto or above 1")
+        # One step per call is Lightning's own loop; several are this module's (see chunked_steps).
+        self.automatic_optimization = steps_per_call == 1
+        self.chunk_plan: ChunkPlan | None = None  # set by StepChunks once the data is known
+        self.graphed_step: GraphedStep | None = None  # made at the first full batch, when graphs can run here
         self.net = ConvNet(**self.hparams.net)
         num_classes = self.hparams.net.get("num_classes", 10)
         if class_names is not None and len(class_names) != num_classes:
@@ -57,15 +75,11 @@ class ConvNetClassifier(LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def loss_and_predictions(self, batch: tuple[torch.Tensor, torch.Tensor]
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
         log_probs = self(x)
         return F.nll_loss(log_probs, y), log_probs.argmax(dim=1), y
-
-    def on_train_start(self) -> None:
-        # The sanity check ran validation on an untrained model; it must not count (val_acc_best skips it too,
-        # and keeps what a resumed checkpoint brought).
-        self.val_acc.reset()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Kept beside the weights, not in them, so checkpoints without it still load strictly.
@@ -76,22 +90,57 @@ class ConvNetClassifier(LightningModule):
         if "val_acc_best" in checkpoint:  # a resumed run's best accuracy includes the one before the stop
             self.val_acc_best.update(checkpoint["val_acc_best"].to(self.device))
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, preds, y = self._step(batch)
-        # Metric updates only: no host sync. ``self.log`` is called only on the steps the logger writes, since
-        # each call costs about 0.6 ms of bookkeeping on the CPU, a tenth of this model's step (README, Speed); the
-        # epoch's loss and accuracy come from the metric objects in ``on_train_epoch_end``.
+    def configure_callbacks(self) -> list[StepChunks]:
+        fitting = self.trainer.state.fn == TrainerFn.FITTING
+        return [StepChunks(self.hparams.steps_per_call)] if fitting and not self.automatic_optimization else []
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        if not self.automatic_optimization:  # a chunk: a list of batches, one optimizer step each
+            return train_chunk(self, batch, batch_idx)
+        loss = self.train_metrics_update(*self.loss_and_predictions(batch))
+        if self._logger_writes_step(self.global_step):
+            self.log("train/loss", loss, prog_bar=True, batch_size=len(batch[1]))
+        return loss
+
+    def optimizer_step_on(self, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        """One step of the tutorial: forward, loss, backward, SGD update. Returns the detached loss."""
+        loss = self.train_metrics_update(*self.loss_and_predictions((x, y)))
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+        return loss.detach()
+
+    def on_train_start(self) -> None:
+        self.val_acc.reset()  # the sanity check's validation must not count (val_acc_best skips it too)
+        if self.hparams.cuda_graphs and not self.graphs_can_run():
+            rank_zero_info(f"model.cuda_graphs=true needs a GPU and trainer.precision=32-true (here: "
+                           f"{self.device.type}, {self.trainer.precision}); training steps run eagerly")
+
+    def graphs_can_run(self) -> bool:
+        return self.device.type == "cuda" and self.trainer.precision == "32-true"
+
+    def train_metrics_update(self, loss: torch.Tensor, preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # Metric updates only, no host sync; the epoch's loss and accuracy are logged in on_train_epoch_end.
         self.train_loss.update(loss.detach(), weight=len(y))
         self.train_acc.update(preds, y)
         self.train_acc_since_check.update(preds, y)
-        if self._logger_writes_this_step():
-            self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(y))
         return loss
 
-    def _logger_writes_this_step(self) -> bool:
-        """Lightning's own rule (``log_every_n_steps``, every step under ``fast_dev_run``), for the current step."""
+    def _logger_writes_step(self, step: int) -> bool:
+        """Lightning's own rule (``log_every_n_steps``, every step under ``fast_dev_run``) for the 0-based step."""
         every = self.trainer.log_every_n_steps
-        return bool(self.trainer.fast_dev_run) or (every > 0 and (self.global_step + 1) % every == 0)
+        return bool(self.trainer.fast_dev_run) or (every > 0 and (step + 1) % every == 0)
+
+    def log_step_losses(self, first_step: int, losses: torch.Tensor) -> None:
+        """Write a chunk's step losses at the steps Lightning would have written them, with one host read."""
+        steps = [first_step + i for i in range(len(losses)) if self._logger_writes_step(first_step + i)]
+        self.log("train/loss", losses[-1], prog_bar=True, logger=False)
+        if not steps or not self.loggers:
+            return
+        values = losses[[step - first_step for step in steps]].tolist()
+        for logger in self.loggers:
+            for step, value in zip(steps, values):
+                logger.log_metrics({"train/loss": value, "epoch": self.current_epoch}, step=step)
 
     def on_train_epoch_end(self) -> None:
         if not self.train_loss.update_called:  # resumed from a checkpoint written at the end of this epoch
@@ -103,7 +152,7 @@ class ConvNetClassifier(LightningModule):
         self.train_acc.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        _, preds, y = self._step(batch)
+        _, preds, y = self.loss_and_predictions(batch)
         self.val_acc.update(preds, y)
 
     def _log_accuracy(self, split: str, metric: MulticlassAccuracy, **log_options: Any) -> torch.Tensor:
@@ -126,7 +175,7 @@ class ConvNetClassifier(LightningModule):
             self.train_acc_since_check.reset()
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        _, preds, y = self._step(batch)
+        _, preds, y = self.loss_and_predictions(batch)
         self.test_acc.update(preds, y)
 
     def on_test_epoch_end(self) -> None:

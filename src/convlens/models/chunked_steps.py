@@ -1,0 +1,162 @@
+"""Many optimizer steps per ``training_step`` call, so Lightning's per-call bookkeeping is paid once per chunk.
+
+A chunk is up to ``steps_per_call`` consecutive training batches, handed over at once by the DataModule (see
+``data.step_batches``). Each batch in it is exactly one optimizer step of the tutorial's kind. Everything a
+user sees still counts optimizer steps: ``trainer.global_step``, the TensorBoard step axis, validation every
+``trainer.val_check_interval`` steps, ``limit_train_batches``, ``max_steps`` and ``log_every_n_steps``.
+Lightning itself counts one batch per call, so ``StepChunks`` translates the trainer's step-based settings into
+chunks once the data is known, and ``ChunkPlan`` says which chunk ends where.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from pytorch_lightning import Callback, LightningModule, Trainer
+from pytorch_lightning.core.optimizer import LightningOptimizer
+from pytorch_lightning.utilities import rank_zero_warn
+
+from convlens.errors import ConvlensError
+from convlens.models.cuda_graph_step import GraphedStep
+
+if TYPE_CHECKING:
+    from convlens.models.classifier import ConvNetClassifier
+
+AUTO = "auto"
+
+
+def steps_after_limit(steps_per_epoch: int, limit: int | float | None) -> int:
+    """Lightning's reading of ``limit_train_batches`` (a count or a fraction), in optimizer steps."""
+    if limit is None:
+        return steps_per_epoch
+    if isinstance(limit, float):
+        return int(steps_per_epoch * limit)
+    return min(steps_per_epoch, limit)
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How one epoch of ``steps_per_epoch`` optimizer steps is cut into calls of ``steps_per_call`` steps."""
+
+    steps_per_call: int
+    steps_per_epoch: int
+    val_every_steps: int
+
+    @classmethod
+    def for_trainer(cls, trainer: Trainer, full_steps_per_epoch: int, steps_per_call: int | str) -> ChunkPlan:
+        steps = steps_after_limit(full_steps_per_epoch, trainer.limit_train_batches)
+        if trainer.fast_dev_run:  # Lightning already counts its few batches; one step each keeps them steps
+            return cls(1, steps, 1)
+        interval = trainer.val_check_interval
+        if not isinstance(interval, (int, float)) or trainer.check_val_every_n_epoch is None:
+            raise ConvlensError(
+                f"trainer.val_check_interval={interval} with check_val_every_n_epoch="
+                f"{trainer.check_val_every_n_epoch} cannot be cut into chunks of steps; use a number of steps "
+                "or a fraction of an epoch with check_val_every_n_epoch=1, or set model.steps_per_call=1")
+        every = max(1, int(steps * interval)) if isinstance(interval, float) else int(interval)
+        if every > steps:
+            raise ConvlensError(
+                f"trainer.val_check_interval={interval} is more than the {steps} training steps of an epoch here; "
+                f"set trainer.val_check_interval to at most {steps}, or 1.0 for once an epoch")
+        size = every if steps_per_call == AUTO else int(steps_per_call)
+        if size < 1 or every % size:
+            raise ConvlensError(
+                f"model.steps_per_call={steps_per_call} must divide the validation interval of {every} steps, so "
+                f"that validation falls between calls; use model.steps_per_call=auto (= {every})")
+        return cls(size, steps, every)
+
+    @property
+    def calls_per_epoch(self) -> int:
+        return math.ceil(self.steps_per_epoch / self.steps_per_call)
+
+    def steps_in_call(self, call_index: int) -> int:
+        """The last call of an epoch may be short: the steps left, not a whole chunk."""
+        return min(self.steps_per_call, self.steps_per_epoch - call_index * self.steps_per_call)
+
+    def validates_after(self, call_index: int) -> bool:
+        """Validation follows only a call that ends on a multiple of the interval, as with one step per call."""
+        done = call_index * self.steps_per_call + self.steps_in_call(call_index)
+        return done % self.val_every_steps == 0
+
+
+class StepChunks(Callback):
+    """Makes the trainer count calls where it counted steps, once the DataModule knows how long an epoch is.
+
+    Lightning validates, limits and checks its interval in batches; here a batch is a chunk, so the trainer's
+    ``limit_train_batches`` and ``val_check_interval`` are rewritten in chunks before the fit loop reads them,
+    and the DataModule is told how many batches to hand over per call.
+    """
+
+    def __init__(self, steps_per_call: int | str) -> None:
+        self.steps_per_call = steps_per_call
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        datamodule = trainer.datamodule
+        if not hasattr(datamodule, "train_steps_per_epoch"):
+            raise ConvlensError(f"model.steps_per_call={self.steps_per_call} needs a convlens DataModule that "
+                                "hands over several batches per call; set model.steps_per_call=1")
+        plan = ChunkPlan.for_trainer(trainer, datamodule.train_steps_per_epoch(), self.steps_per_call)
+        trainer.limit_train_batches = plan.calls_per_epoch
+        trainer.val_check_interval = plan.val_every_steps // plan.steps_per_call
+        datamodule.steps_per_call = plan.steps_per_call
+        pl_module.chunk_plan = plan
+        # Lightning compares log_every_n_steps with its count of calls; the comparison that holds is in steps.
+        warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging")
+        # ModelCheckpoint asks manual-optimization modules for the weights before the step; the weights after
+        # it, which it saves, are the ones a resume needs.
+        warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization")
+        if trainer.log_every_n_steps > plan.steps_per_epoch:
+            rank_zero_warn(f"an epoch has {plan.steps_per_epoch} training steps, fewer than "
+                           f"trainer.log_every_n_steps={trainer.log_every_n_steps}: the step loss is written less "
+                           "than once an epoch; lower trainer.log_every_n_steps to see it")
+
+
+def train_chunk(module: ConvNetClassifier, batches: list[tuple[torch.Tensor, torch.Tensor]],
+                batch_idx: int) -> torch.Tensor:
+    """The chunk's optimizer steps, one per batch; returns their mean loss (nan or inf if any step's was)."""
+    trainer, plan = module.trainer, module.chunk_plan
+    count = plan.steps_in_call(batch_idx)
+    if trainer.max_steps >= 0:
+        count = min(count, trainer.max_steps - trainer.global_step)
+    optimizer = module.optimizers()
+    first_step = trainer.global_step
+    losses = [one_step(module, optimizer, x, y) for x, y in batches[:count]]
+    chunk_losses = torch.stack(losses)
+    module.log_step_losses(first_step, chunk_losses)
+    # Lightning adds one step for the call after it returns; the TensorBoard axis counts every step in it.
+    trainer.fit_loop.epoch_loop._batches_that_stepped += count - 1
+    if not plan.validates_after(batch_idx):
+        # A short last call ending off the interval: with one step per call no validation would follow it.
+        trainer.fit_loop.epoch_loop._skip_next_val = True
+    if batch_idx + 1 == trainer.num_training_batches:
+        step_epoch_schedulers(module)
+    return chunk_losses.mean()
+
+
+def one_step(module: ConvNetClassifier, optimizer: LightningOptimizer, x: torch.Tensor,
+             y: torch.Tensor) -> torch.Tensor:
+    """One optimizer step: replayed from a CUDA graph where one can run (``model.cuda_graphs``), else eagerly."""
+    if module.hparams.cuda_graphs and module.graphs_can_run():
+        if module.graphed_step is None:
+            module.graphed_step = GraphedStep(module, optimizer.optimizer, x, y)
+        # The graph is captured once the optimizer state exists, so the first step runs eagerly.
+        if module.graphed_step.fits(x) and optimizer.optimizer.state:
+            optimizer._on_before_step()  # Lightning's step counters, which its optimizer.step() would advance
+            loss, preds = module.graphed_step.step(x, y)
+            optimizer._on_after_step()
+            module.train_metrics_update(loss, preds, y)
+            return loss.detach().clone()
+    return module.optimizer_step_on(x, y, optimizer)
+
+
+def step_epoch_schedulers(module: LightningModule) -> None:
+    """Where Lightning's own loop steps them: after the epoch's last batch, before its callbacks save anything."""
+    for config in module.trainer.lr_scheduler_configs:
+        if config.interval == "epoch":
+            config.scheduler.step()
