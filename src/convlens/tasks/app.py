@@ -195,15 +195,17 @@ class LiveLook:
         return [digit, picture, message, *[value for path in ckpt_paths for value in self.side(path, digit)]]
 
     def checkpoint(self, ckpt_path: str, digit: Digit | None) -> list[Any]:
-        """A checkpoint typed into a column: its resolved path, kernels, and ``PER_SIDE`` for the current input."""
+        """A checkpoint typed into a column: its resolved path, whether its pictures show, its kernels, and
+        ``PER_SIDE`` for the current input."""
         try:
             lens = self.lens(ckpt_path) if ckpt_path.strip() else None
         except ConvlensError as error:
             print_error(str(error))
-            return [ckpt_path, None, None, error_html(str(error)), None, None, None]
+            return [ckpt_path, gr.Column(visible=False), None, None, error_html(str(error)), None, None, None]
         if lens is None:
-            return [ckpt_path, None, None, *self.side(ckpt_path, digit)]
-        return [str(lens.path), lens.kernels_conv1, lens.kernels_conv2, *self.side(str(lens.path), digit)]
+            return [ckpt_path, gr.Column(visible=False), None, None, *self.side(ckpt_path, digit)]
+        return [str(lens.path), gr.Column(visible=True), lens.kernels_conv1, lens.kernels_conv2,
+                *self.side(str(lens.path), digit)]
 
 
 # A plain 2D canvas: it hands over a PNG the moment a stroke ends, where gr.Sketchpad first re-renders its
@@ -215,7 +217,8 @@ SKETCHPAD_HTML = """
 SKETCHPAD_CSS = """
 canvas { width: 100%; max-width: ${canvas_px}px; aspect-ratio: 1; border: 1px solid #999; touch-action: none;
          cursor: crosshair; display: block; }
-.clear { margin-top: 4px; padding: 2px 10px; border: 1px solid #999; border-radius: 4px; }
+.clear { margin-top: 6px; padding: 4px 14px; border: 1px solid var(--border-color-primary);
+         border-radius: var(--radius-md); background: var(--button-secondary-background-fill); }
 """
 SKETCHPAD_JS = """
 const canvas = element.querySelector('canvas');
@@ -287,16 +290,20 @@ def page(look: LiveLook, cfg: DictConfig) -> Any:
                         "ckpt": gr.Textbox(value=first_path, label="checkpoint (a .ckpt file, or last)",
                                            elem_id=f"ckpt-{side}"),
                         "status": gr.HTML(label=f"checkpoint {side}", elem_id=f"status-{side}"),
-                        "prediction": gr.Label(num_top_classes=look.top_k, label="prediction",
-                                               elem_id=f"prediction-{side}"),
-                        "kernels_conv1": picture("conv1 kernels", f"kernels-conv1-{side}"),
-                        "feature_maps_conv1": picture("conv1 feature maps", f"feature-maps-conv1-{side}"),
-                        "kernels_conv2": picture("conv2 kernels, a row per input channel", f"kernels-conv2-{side}"),
-                        "feature_maps_conv2": picture("conv2 feature maps", f"feature-maps-conv2-{side}"),
                     }
+                    with gr.Column(visible=bool(first_path)) as columns[side]["shown"]:
+                        columns[side].update({
+                            "prediction": gr.Label(num_top_classes=look.top_k, label="prediction",
+                                                   elem_id=f"prediction-{side}"),
+                            "kernels_conv1": picture("conv1 kernels", f"kernels-conv1-{side}"),
+                            "feature_maps_conv1": picture("conv1 feature maps", f"feature-maps-conv1-{side}"),
+                            "kernels_conv2": picture("conv2 kernels, a row per input channel",
+                                                     f"kernels-conv2-{side}"),
+                            "feature_maps_conv2": picture("conv2 feature maps", f"feature-maps-conv2-{side}"),
+                        })
         ckpts = [columns[side]["ckpt"] for side in SIDES]
         looked = [digit, seen_input, message, *[columns[side][key] for side in SIDES for key in PER_SIDE]]
-        fast = {"show_progress": "hidden", "trigger_mode": "always_last", "concurrency_limit": None}
+        fast = {"show_progress": "hidden", "trigger_mode": "always_last", "concurrency_limit": None, "queue": False}
         drawing.change(look.look_at_drawing, [drawing, *ckpts], looked, api_name="look_at_drawing", **fast)
         upload.upload(look.look_at_upload, [upload, *ckpts], looked, api_name="look_at_upload", **fast)
         index.change(look.look_at_test_image, [index, *ckpts], looked, api_name="look_at_test_image", **fast)
@@ -304,7 +311,7 @@ def page(look: LiveLook, cfg: DictConfig) -> Any:
         opening = blocks.load(look.look_at_test_image, [index, *ckpts], looked, api_visibility="private")
         for side in SIDES:
             column = columns[side]
-            outputs = [column["ckpt"], column["kernels_conv1"], column["kernels_conv2"],
+            outputs = [column["ckpt"], column["shown"], column["kernels_conv1"], column["kernels_conv2"],
                        *[column[key] for key in PER_SIDE]]
             column["ckpt"].submit(look.checkpoint, [column["ckpt"], digit], outputs, api_name=f"checkpoint_{side}")
             opening = opening.then(look.checkpoint, [column["ckpt"], digit], outputs, api_visibility="private")
