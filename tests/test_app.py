@@ -56,8 +56,9 @@ def checkpoint(tmp_path_factory, data_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def test_set(data_dir):
-    datamodule = instantiate(compose_config("app", [f"paths.data_dir={data_dir}"], data_dir).data)
+def test_set(tmp_path_factory, data_dir):
+    cfg = compose_config("app", [f"paths.data_dir={data_dir}"], tmp_path_factory.mktemp("test_set"))
+    datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("test")
     return datamodule.test_set
@@ -190,9 +191,10 @@ def test_bad_files_get_one_line_on_the_page_and_console_and_the_app_keeps_servin
     not_an_image.write_text("not a picture")
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(checkpoint.read_bytes()[:5000])
+    upload = gradio_client.handle_file(str(not_an_image))
     cases = {
-        "upload": (client.predict(gradio_client.handle_file(str(not_an_image)), str(checkpoint), "",
-                                  api_name="/look_at_upload")[1], "the upload notes.png is not an image Pillow can read"),
+        "upload": (client.predict(upload, str(checkpoint), "", api_name="/look_at_upload")[1],
+                   "the upload notes.png is not an image Pillow can read"),
         "drawing": (client.predict("data:image/png;base64,!!", str(checkpoint), "", api_name="/look_at_drawing")[1],
                     "the drawing is not a PNG data URL"),
         "index": (client.predict(10000, str(checkpoint), "", api_name="/look_at_test_image")[1],

@@ -226,7 +226,8 @@ const pen = canvas.getContext('2d');
 const blank = () => { pen.fillStyle = 'white'; pen.fillRect(0, 0, canvas.width, canvas.height); };
 const at = (event) => {
   const box = canvas.getBoundingClientRect();
-  return [(event.clientX - box.left) * canvas.width / box.width, (event.clientY - box.top) * canvas.height / box.height];
+  return [(event.clientX - box.left) * canvas.width / box.width,
+          (event.clientY - box.top) * canvas.height / box.height];
 };
 let drawing = false;
 blank();
