@@ -4,11 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup data train test test-fast benchmark clean-logs
+.PHONY: setup data train test test-fast benchmark app clean-logs
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,sweep]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,sweep,app]'
 	touch $@
 
 setup: $(INSTALLED)
@@ -30,6 +30,10 @@ test-fast: data
 # Time src/train.py against the tutorial's loop: make benchmark ARGS="--epochs 3 --runs 3"
 benchmark: data
 	$(PY) scripts/benchmark.py $(ARGS)
+
+# Look inside the newest run's last.ckpt at http://127.0.0.1:7860, or another: make app ARGS="ckpt_path=<x.ckpt>"
+app: data
+	$(PY) src/app.py $(ARGS)
 
 clean-logs:
 	rm -rf logs

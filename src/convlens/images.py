@@ -33,8 +33,15 @@ def load_digit(path: str | os.PathLike, *, size: int, digit_box: int, max_pixels
     and is dropped before the digit's bounding box is measured.
     """
     path = Path(path).expanduser()
-    gray = grayscale(open_checked(path, max_pixels), path)
-    ink = digit_ink(gray, path, min_contrast, ink_threshold)
+    return mnist_style(open_checked(path, max_pixels), path, size=size, digit_box=digit_box,
+                       min_contrast=min_contrast, ink_threshold=ink_threshold)
+
+
+def mnist_style(image: Image.Image, name: str | os.PathLike, *, size: int, digit_box: int, min_contrast: float,
+                ink_threshold: float) -> torch.Tensor:
+    """An image already in memory (a drawing, say) as ``load_digit`` makes it; ``name`` is what errors call it."""
+    gray = grayscale(image, Path(name))
+    ink = digit_ink(gray, Path(name), min_contrast, ink_threshold)
     return torch.from_numpy(centred(fitted(ink, digit_box), size)).unsqueeze(0)
 
 

@@ -1,0 +1,18 @@
+"""Look inside, live, in the browser: python src/app.py ckpt_path=<ckpt | last> [compare_ckpt_path=<ckpt>]"""
+
+import hydra
+from omegaconf import DictConfig
+
+from convlens.cli import CONFIG_DIR, report_errors, run_hydra, set_project_root
+from convlens.tasks.app import serve
+
+set_project_root()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="app")
+def main(cfg: DictConfig) -> None:
+    report_errors(lambda: serve(cfg))
+
+
+if __name__ == "__main__":
+    run_hydra(main)
