@@ -9,6 +9,8 @@ import pytest
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from pytorch_lightning import Trainer
+from pytorch_lightning.callbacks import ModelCheckpoint
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import compose_config
@@ -125,8 +127,18 @@ def test_step_batches_cut_a_chunk_into_batches_with_a_short_last_one():
 
 @pytest.mark.slow
 def test_a_chunk_size_that_does_not_divide_the_interval_is_one_clear_line(train_config):
-    with pytest.raises(ConvlensError, match="model.steps_per_call=3 must divide the validation interval of 10 steps"):
+    with pytest.raises(ConvlensError, match=r"model.steps_per_call=3 must divide the validation interval \(10 steps\) "
+                                            r"and every step-checkpoint interval \(10\)"):
         train(train_config(*RUN, "model.steps_per_call=3"))
+
+
+@pytest.mark.parametrize(("val_check_interval", "every_n_train_steps", "steps_per_call"),
+                         [(100, 200, 100), (10, 4, 2), (40, 10, 10), (0.5, 0, 469)])
+def test_auto_calls_end_at_every_validation_and_step_checkpoint(val_check_interval, every_n_train_steps,
+                                                                 steps_per_call, tmp_path):
+    trainer = Trainer(val_check_interval=val_check_interval, logger=False, default_root_dir=tmp_path,
+                      callbacks=[ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=every_n_train_steps)])
+    assert ChunkPlan.for_trainer(trainer, 938, "auto").steps_per_call == steps_per_call
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "1.5", "many"])

@@ -62,11 +62,14 @@ class ChunkPlan:
             raise ConvlensError(
                 f"trainer.val_check_interval={interval} is more than the {steps} training steps of an epoch here; "
                 f"set trainer.val_check_interval to at most {steps}, or 1.0 for once an epoch")
-        size = every if steps_per_call == AUTO else int(steps_per_call)
-        if size < 1 or every % size:
+        # Calls end where validation and step checkpoints fall, so both happen at the same steps as without chunks.
+        boundaries = [every, *checkpoint_intervals(trainer)]
+        size = math.gcd(*boundaries) if steps_per_call == AUTO else int(steps_per_call)
+        if any(boundary % size for boundary in boundaries):
             raise ConvlensError(
-                f"model.steps_per_call={steps_per_call} must divide the validation interval of {every} steps, so "
-                f"that validation falls between calls; use model.steps_per_call=auto (= {every})")
+                f"model.steps_per_call={steps_per_call} must divide the validation interval ({every} steps) and "
+                f"every step-checkpoint interval ({', '.join(map(str, boundaries[1:])) or 'none'}), so that "
+                f"both fall between calls; use model.steps_per_call=auto (= {math.gcd(*boundaries)})")
         return cls(size, steps, every)
 
     @property
@@ -81,6 +84,12 @@ class ChunkPlan:
         """Validation follows only a call that ends on a multiple of the interval, as with one step per call."""
         done = call_index * self.steps_per_call + self.steps_in_call(call_index)
         return done % self.val_every_steps == 0
+
+
+def checkpoint_intervals(trainer: Trainer) -> list[int]:
+    """``every_n_train_steps`` of each step-checkpointing ``ModelCheckpoint`` (kept private by Lightning)."""
+    return [callback._every_n_train_steps for callback in trainer.checkpoint_callbacks
+            if getattr(callback, "_every_n_train_steps", 0) > 0]
 
 
 class StepChunks(Callback):
