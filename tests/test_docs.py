@@ -56,8 +56,9 @@ def anchors(page: Path) -> set[str]:
 
 
 def links() -> list[tuple[str, str]]:
-    return [(relative(page), target) for page in PAGES for target in LINK.findall(prose(page))
-            if not re.match(r"[a-z]+:", target)]
+    found = [(relative(page), target) for page in PAGES for target in LINK.findall(prose(page))
+             if not re.match(r"[a-z]+:", target)]
+    return list(dict.fromkeys(found))
 
 
 @pytest.mark.parametrize(("page", "target"), links(), ids=lambda value: value)
