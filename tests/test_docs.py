@@ -28,10 +28,6 @@ from digit_folders import write_digit_folder
 README = PROJECT_ROOT / "README.md"
 PAGES = [README, *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
 
-# Files another branch adds (issue 14: the app's page and its screenshot). Links to them are written already;
-# test_arriving_files_are_not_here_yet fails once they exist, so that this set is emptied then.
-ARRIVING = {"docs/app.md", "docs/app.png"}
-
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#+ (.+)$", re.MULTILINE)
@@ -65,16 +61,9 @@ def links() -> list[tuple[str, str]]:
 def test_link_resolves(page, target):
     path, _, fragment = target.partition("#")
     file = (PROJECT_ROOT / page).parent / path if path else PROJECT_ROOT / page
-    if relative(file.resolve()) in ARRIVING:
-        pytest.skip(f"{path} arrives with another branch")
     assert file.exists(), f"{page} links to {target}, but there is no {relative(file.resolve())}"
     if fragment:
         assert fragment in anchors(file), f"{page} links to {target}, but {path or page} has no such heading"
-
-
-def test_arriving_files_are_not_here_yet():
-    here = sorted(name for name in ARRIVING if (PROJECT_ROOT / name).exists())
-    assert not here, f"{here} exist now: remove them from ARRIVING so their links are checked"
 
 
 def layout() -> list[tuple[str, str]]:
