@@ -19,6 +19,7 @@ from rich.table import Table
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from convlens.checkpoints import load_classifier
+from convlens.config_checks import check_settings
 from convlens.data.imagefolder_datamodule import folder_transform
 from convlens.errors import ConvlensError
 from convlens.images import load_digit, open_checked
@@ -124,6 +125,7 @@ def show(predictions: list[Prediction], top_k: int) -> None:
 
 def predict(cfg: DictConfig) -> list[Prediction]:
     """Classify ``cfg.images``, print the table, write ``predictions.csv``; fail at the end if any was unreadable."""
+    check_settings(cfg)
     paths = image_paths(cfg.images)
     model = load_classifier(cfg.ckpt_path).eval()
     conversion = conversion_for(model, cfg.convert)

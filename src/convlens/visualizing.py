@@ -11,6 +11,7 @@ from rich.console import Console
 
 from convlens import pictures
 from convlens.checkpoints import load_classifier
+from convlens.config_checks import check_settings
 from convlens.errors import ConvlensError
 from convlens.images import load_digit
 
@@ -35,6 +36,7 @@ def chosen_image(cfg: DictConfig) -> tuple[torch.Tensor, str]:
 
 def visualize(cfg: DictConfig) -> dict[str, Path]:
     """Write the kernels and feature-map PNGs into ``cfg.out_dir``; return them by name."""
+    check_settings(cfg)
     model = load_classifier(cfg.ckpt_path).eval()
     image, name = chosen_image(cfg)
     with torch.no_grad():
