@@ -72,10 +72,8 @@ def check_settings(cfg: DictConfig) -> None:
             raise ConvlensError(f"{name}={shown(value)}{origin} must be {rule.expected}; try {name}={rule.example}")
 
 
-def train_batches_per_epoch(trainer: DictConfig, batch_size: int) -> int:
+def limited(length: int, limit: int | float | None) -> int:
     """What Lightning will count: the loader's length, cut by ``limit_train_batches`` (batches or a fraction)."""
-    length = math.ceil(MNIST_TRAIN_SIZE / batch_size)
-    limit = trainer.get("limit_train_batches")
     if limit is None:
         return length
     if isinstance(limit, int):
@@ -83,19 +81,29 @@ def train_batches_per_epoch(trainer: DictConfig, batch_size: int) -> int:
     return int(length * limit)
 
 
-def check_val_check_interval(trainer: DictConfig, batch_size: int) -> None:
+def train_batches_per_epoch(trainer: DictConfig, batch_size: int) -> int:
+    return limited(math.ceil(MNIST_TRAIN_SIZE / batch_size), trainer.get("limit_train_batches"))
+
+
+def check_interval_fits(interval: object, check_val_every_n_epoch: int | None, batches: int, counted: str) -> None:
     """An interval past the end of the epoch would mean no validation at all; Lightning only says so mid-setup."""
-    interval = trainer.get("val_check_interval")
-    if not isinstance(interval, int) or isinstance(interval, bool) or trainer.get("fast_dev_run"):
-        return  # a fraction of the epoch, None, or a time such as "00:00:10:00" (check_settings saw their range)
-    batches = train_batches_per_epoch(trainer, batch_size)
-    if trainer.get("check_val_every_n_epoch") is not None and interval > batches:
-        limit = trainer.get("limit_train_batches")
-        counted = f"{MNIST_TRAIN_SIZE} images / data.batch_size={batch_size}" + (
-            f", cut by trainer.limit_train_batches={limit}" if limit is not None else "")
+    if not isinstance(interval, int) or isinstance(interval, bool) or check_val_every_n_epoch is None:
+        return  # a fraction of the epoch, None, a time such as "00:00:10:00", or counted across epochs
+    if interval > batches:
         raise ConvlensError(
             f"trainer.val_check_interval={interval} batches, but an epoch has {batches} training batches "
-            f"({counted}); set trainer.val_check_interval to at most {batches}")
+            f"({counted}); set trainer.val_check_interval to at most {batches}, or to 1.0 for once an epoch")
+
+
+def check_val_check_interval(trainer: DictConfig, batch_size: int) -> None:
+    """For MNIST the epoch's length is known before any data is read."""
+    if trainer.get("fast_dev_run"):
+        return
+    limit = trainer.get("limit_train_batches")
+    counted = f"{MNIST_TRAIN_SIZE} images / data.batch_size={batch_size}" + (
+        f", cut by trainer.limit_train_batches={limit}" if limit is not None else "")
+    check_interval_fits(trainer.get("val_check_interval"), trainer.get("check_val_every_n_epoch"),
+                        train_batches_per_epoch(trainer, batch_size), counted)
 
 
 def check_train_config(cfg: DictConfig) -> None:
