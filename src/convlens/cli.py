@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from convlens.errors import ConvlensError
 from convlens.resolvers import register_resolvers
-from convlens.run_log import error_console, join_run_log, log, log_failure
+from convlens.run_log import error_console, join_run_log, log_failure
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
@@ -36,12 +36,10 @@ def set_project_root() -> None:
 
 
 def print_error(message: str, raised: BaseException | None = None) -> None:
-    """One red line on the terminal; in the run's log file, the line and the traceback of ``raised``."""
+    """One red line on the terminal; inside a job, the line and the traceback of ``raised`` in its log file."""
     error_console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True, highlight=False)
     if raised is not None:
         log_failure(f"error: {message}", raised)
-    else:
-        log.error("error: %s", message)
 
 
 def restore_user_full_error() -> None:
@@ -134,12 +132,6 @@ def run_hydra(main: Callable[[], Any]) -> None:
         if USER_FULL_ERROR not in os.environ or os.environ[USER_FULL_ERROR] == "1":
             raise  # raised inside the run, or the user asked for the traceback
         print_error(hydra_error_line(error))
-        sys.exit(1)
-    except Exception as raised:  # e.g. a Hydra callback refusing a sweep before any job ran
-        error = convlens_error_in(raised)
-        if error is None or os.environ.get(USER_FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR")) == "1":
-            raise
-        print_error(str(error))
         sys.exit(1)
     finally:
         restore_user_full_error()

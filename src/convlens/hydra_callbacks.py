@@ -10,7 +10,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.console import Console
 
-from convlens.cli import shell_override
+from convlens.cli import print_error, shell_override
 from convlens.errors import ConvlensError
 
 
@@ -38,7 +38,11 @@ class SweepReport(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        refuse_a_used_sweep_dir(sweep_dir, config.hydra.sweeper.get("storage"))
+        try:
+            refuse_a_used_sweep_dir(sweep_dir, config.hydra.sweeper.get("storage"))
+        except ConvlensError as error:  # Hydra turns a callback's exception into a warning and goes on
+            print_error(str(error))
+            sys.exit(1)
         sweep_dir.mkdir(parents=True, exist_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
