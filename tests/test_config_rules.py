@@ -140,7 +140,7 @@ def test_a_multirun_job_with_a_bad_value_fails_alone_and_the_report_is_written(d
                        f"hydra.sweep.dir={tmp_path}", check=False)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    assert "job 0 (seed=abc): seed=abc must be" in result.stderr
+    assert "error: job 0 (seed=abc " in result.stderr and "): seed=abc must be" in result.stderr
     assert (tmp_path / "0" / "error.txt").read_text().startswith("seed=abc must be")
     assert json.loads((tmp_path / "1" / "metrics.json").read_text())["steps"] == 1
     assert "1 of 2 jobs failed" in result.stderr and (tmp_path / "report.md").is_file()
