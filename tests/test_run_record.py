@@ -21,6 +21,7 @@ from convlens.cli import PROJECT_ROOT, hydra_error_line, print_error, shell_over
 from convlens.errors import ConvlensError
 from convlens.hydra_callbacks import refuse_a_used_sweep_dir
 from convlens.predicting import image_paths
+from convlens.sweep_report import build_report, write_report
 from convlens.training import train
 from convlens.visualizing import output_folder
 from digit_folders import write_digit_folder
@@ -153,3 +154,30 @@ def test_picture_overhead_help_prints_its_usage():
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")})
     assert result.returncode == 0 and "Traceback" not in result.stderr
     assert "python scripts/picture_overhead.py" in result.stdout
+
+
+def fake_sweep(sweep: Path) -> Path:
+    """Two finished jobs as Hydra and train.py leave them: overrides and metrics.json."""
+    for job, lr in enumerate((0.01, 0.05)):
+        (sweep / str(job) / ".hydra").mkdir(parents=True)
+        (sweep / str(job) / ".hydra" / "overrides.yaml").write_text(f"- model.optimizer.lr={lr}\n")
+        (sweep / str(job) / "metrics.json").write_text(json.dumps({"val/acc_best": 0.9 + lr, "wall_seconds": 3}))
+    return sweep
+
+
+def test_sweep_report_refuses_an_unknown_metric_and_leaves_the_old_report(tmp_path):
+    sweep = fake_sweep(tmp_path / "sweep")
+    write_report(build_report(sweep))
+    before = {path.name: path.read_bytes() for path in sweep.glob("report.*")}
+    assert set(before) == {"report.md", "report.csv", "report.png"}
+    with pytest.raises(ConvlensError, match=r"^--metric nope/x is in no job's metrics.json; the metrics there are "
+                                            r"val/acc_best, wall_seconds$"):
+        build_report(sweep, "nope/x")
+    assert {path.name: path.read_bytes() for path in sweep.glob("report.*")} == before
+    assert sorted(path.name for path in sweep.iterdir() if path.name.startswith(".")) == []  # no temporary left
+
+
+def test_sweep_report_refuses_a_single_runs_folder(tmp_path):
+    run = fake_sweep(tmp_path / "sweep") / "0"
+    with pytest.raises(ConvlensError, match="is a single run's folder, not a multirun"):
+        build_report(run)
