@@ -56,6 +56,9 @@ def fit(overrides: list[str], run_dir: str) -> tuple[float, SimpleProfiler, list
 
 
 def main() -> None:
+    if {"-h", "--help"} & set(sys.argv[1:]):  # the other arguments are Hydra overrides, not options
+        print(__doc__.strip())
+        return
     set_project_root()
     overrides = ONE_EPOCH + PROFILED + sys.argv[1:]
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")

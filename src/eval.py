@@ -1,5 +1,6 @@
 """Test a checkpoint on MNIST's test half: python src/eval.py ckpt_path=<run dir>/checkpoints/last.ckpt"""
 
+import convlens.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 import hydra
 from omegaconf import DictConfig
 

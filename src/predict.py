@@ -1,5 +1,6 @@
 """Classify your own images: python src/predict.py ckpt_path=<ckpt> images=<file | [a.png,b.png] | folder>"""
 
+import convlens.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 import hydra
 from omegaconf import DictConfig
 

@@ -1,5 +1,6 @@
 """Train the ConvNet: python src/train.py [overrides], e.g. trainer.max_epochs=5 model.optimizer.lr=0.01"""
 
+import convlens.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 import hydra
 from omegaconf import DictConfig
 

@@ -1,5 +1,6 @@
 """Draw a checkpoint's kernels and feature maps: python src/visualize.py ckpt_path=<ckpt> [index=100 | image=<png>]"""
 
+import convlens.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 import hydra
 from omegaconf import DictConfig
 

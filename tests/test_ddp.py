@@ -1,6 +1,8 @@
 """DDP simulated with two CPU processes (trainer=ddp_cpu): exact validation/test shards, reduced metrics."""
 
 import json
+import random
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,26 @@ from convlens.cli import PROJECT_ROOT
 from index_recording import read_batches
 
 TESTS_DIR = Path(__file__).resolve().parent
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def port_below_the_ephemeral_range() -> int:
+    """A free port for gloo's rendezvous that no other process is handed meanwhile.
+
+    Lightning picks one by binding port 0, i.e. from the kernel's ephemeral range, and gloo binds it moments
+    later; in between, any outgoing connection on the machine (another test run's gloo peers among them) may
+    be given the same port, and the run fails with "address already in use". Below the range the kernel
+    never hands a port out by itself.
+    """
+    low = int(EPHEMERAL_PORTS.read_text().split()[0]) if EPHEMERAL_PORTS.is_file() else 32768
+    for port in random.sample(range(20_000, low), 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
 
 
 @pytest.mark.slow
@@ -24,7 +46,7 @@ def test_ddp_sees_each_val_and_test_index_once_and_eval_agrees(data_dir, tmp_pat
         "model.optimizer.lr=0.1", "callbacks.rich_progress_bar=null", "callbacks.convnet_pictures=null",
         "trainer.enable_model_summary=false",
         f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}",
-        env={"PYTHONPATH": f"{TESTS_DIR}:{PROJECT_ROOT / 'src'}"})
+        env={"PYTHONPATH": f"{TESTS_DIR}:{PROJECT_ROOT / 'src'}", "MASTER_PORT": str(port_below_the_ephemeral_range())})
     trained = json.loads((run_dir / "metrics.json").read_text())
 
     # One validation pass (end of epoch 2): the two ranks' shares are disjoint and cover indices 0..4999 once.

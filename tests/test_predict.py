@@ -29,7 +29,8 @@ def test_mnist_checkpoints_get_digit_conversion_and_digit_names(data_dir, tmp_pa
     folder = write_digit_folder(data_dir, tmp_path / "digits", per_class=2)
     model = ConvNetClassifier(net={**NET, "num_classes": 10}, optimizer=SGD).eval()
     assert conversion_for(model, "auto") == "digit"
-    paths = image_paths(folder / "zero")
+    paths, skipped = image_paths(folder / "zero")
+    assert skipped == {}
     predictions = classify(model, paths, "digit", PREPROCESS, top_k=3, batch_size=1)
     expected = model(torch.stack([load_digit(p, **PREPROCESS) for p in paths])).exp()
     for prediction, probabilities in zip(predictions, expected, strict=True):

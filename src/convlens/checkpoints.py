@@ -27,6 +27,10 @@ def checked_checkpoint_path(ckpt_path: str | os.PathLike | None) -> Path:
     if ckpt_path in (None, "", "???"):
         raise ConvlensError("no checkpoint given; pass ckpt_path=<run dir>/checkpoints/last.ckpt")
     path = Path(ckpt_path).expanduser()
+    if path.is_dir():
+        inside = sorted(path.glob("*.ckpt")) or sorted(path.glob("checkpoints/*.ckpt"))
+        hint = f"e.g. ckpt_path={inside[-1]}" if inside else "pass ckpt_path=<run dir>/checkpoints/<name>.ckpt"
+        raise ConvlensError(f"ckpt_path={path} is a folder, not a checkpoint file; {hint}")
     if not path.is_file():
         raise ConvlensError(f"checkpoint {path} does not exist; pass ckpt_path=<run dir>/checkpoints/<name>.ckpt")
     return path

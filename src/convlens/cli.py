@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,10 +13,11 @@ from typing import Any, TypeVar
 
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
-from rich.console import Console
+from rich.markup import escape
 
 from convlens.errors import ConvlensError
 from convlens.resolvers import register_resolvers
+from convlens.run_log import error_console, join_run_log, log_failure
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
@@ -32,8 +35,11 @@ def set_project_root() -> None:
     os.environ.setdefault("CONVLENS_ROOT", str(PROJECT_ROOT))
 
 
-def print_error(message: str) -> None:
-    Console(stderr=True).print(f"[bold red]error:[/bold red] {message}", soft_wrap=True, highlight=False)
+def print_error(message: str, raised: BaseException | None = None) -> None:
+    """One red line on the terminal; inside a job, the line and the traceback of ``raised`` in its log file."""
+    error_console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True, highlight=False)
+    if raised is not None:
+        log_failure(f"error: {message}", raised)
 
 
 def restore_user_full_error() -> None:
@@ -54,16 +60,34 @@ def convlens_error_in(error: BaseException | None) -> ConvlensError | None:
 
 
 def report_errors(task: Callable[[], T]) -> T:
-    """Run ``task``; a ConvlensError becomes one red line on stderr and exit code 1 (HYDRA_FULL_ERROR=1: traceback)."""
+    """Run ``task``; a ConvlensError becomes one red line on stderr and exit code 1 (HYDRA_FULL_ERROR=1: traceback).
+
+    The run's log file gets the line and the traceback either way.
+    """
     restore_user_full_error()
+    join_run_log()
     try:
         return task()
     except Exception as raised:
         error = convlens_error_in(raised)
         if error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            log_failure(f"error: {error or raised}", raised)
             raise
-        print_error(str(error))
+        print_error(str(error), raised)
         sys.exit(1)
+
+
+# What Hydra reads unquoted in an override's value; anything else (non-ASCII letters, brackets, commas, '=')
+# needs Hydra's own quotes.
+HYDRA_PLAIN_VALUE = re.compile(r"[\w\-+./:@~%]*", re.ASCII)
+
+
+def shell_override(key: str, value: object) -> str:
+    """``key=value`` as a user can paste it into a shell: quoted for Hydra where Hydra needs it, then for the shell."""
+    text = str(value)
+    if not HYDRA_PLAIN_VALUE.fullmatch(text):
+        text = '"' + text.replace('"', '\\"') + '"'
+    return shlex.quote(f"{key}={text}")
 
 
 def hydra_error_line(error: HydraException) -> str:
@@ -74,6 +98,10 @@ def hydra_error_line(error: HydraException) -> str:
         return f"{group}={option} is not an option: there is no conf/{group}/{option}.yaml; choose {choices}"
     if isinstance(error, OverrideParseException):
         why = error.message.splitlines()[0]
+        key, equals, value = error.override.partition("=")
+        if equals and not re.fullmatch(r"[\[{].*", value) and not HYDRA_PLAIN_VALUE.fullmatch(value):
+            return (f"cannot read the override {error.override!r} ({why}); a value with spaces, non-ASCII letters "
+                    f"or brackets needs Hydra's quotes inside the shell's: {shell_override(key, value)}")
         return (f"cannot read the override {error.override!r} ({why}); write key=value, "
                 "quoting lists and spaces for the shell: 'model.net.depth=[4,8]'")
     cause = error.__cause__

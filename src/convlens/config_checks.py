@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator
+from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from convlens.config_rules import RULES
 from convlens.errors import ConvlensError
 
 GPU_ACCELERATORS = {"gpu", "cuda"}
@@ -21,47 +23,57 @@ def check_accelerator(trainer: DictConfig) -> None:
             "(torch.cuda.is_available() is False); use trainer=cpu or trainer=default")
 
 
-def is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def shown(value: Any) -> str:
+    """A value as it would be written on the command line: null, true, [4,8]."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(shown(item) for item in value) + "]"
+    return str(value)
 
 
-def check_optimizer(optimizer: DictConfig) -> None:
-    lr = optimizer.get("lr")
-    if lr is not None and (not is_number(lr) or not lr > 0):
-        raise ConvlensError(f"model.optimizer.lr={lr} must be a number above 0; try model.optimizer.lr=0.001")
-    momentum = optimizer.get("momentum")
-    if momentum is not None and (not is_number(momentum) or not 0 <= momentum < 1):
-        raise ConvlensError(
-            f"model.optimizer.momentum={momentum} must be at least 0 and below 1; try model.optimizer.momentum=0.9")
+def settings(node: DictConfig, prefix: str = "") -> Iterator[tuple[str, Any, str | None]]:
+    """(key, value, the interpolation it came from or None) for every setting under ``node``.
+
+    Hydra's own ``hydra`` node, Hydra's ``_target_``-style keys and unset (``???``) values are left out; an
+    interpolation that cannot be resolved yet is left to the code that uses it, except for a ConvlensError.
+    """
+    written = OmegaConf.to_container(node, resolve=False)
+    for key in node:
+        name = f"{prefix}{key}"
+        if str(key).startswith("_") or name == "hydra" or OmegaConf.is_missing(node, key):
+            continue
+        source = written[key] if OmegaConf.is_interpolation(node, key) else None
+        try:
+            value = node[key]
+        except ConvlensError:
+            raise
+        except Exception:  # e.g. ${hydra:...} outside a Hydra run: whoever reads it reports it
+            continue
+        rule = RULES.get(name)
+        if isinstance(value, DictConfig) and (rule is None or dict in rule.kinds):  # a section of settings
+            yield from settings(value, name + ".")
+        else:
+            plain = OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) \
+                else value
+            yield name, plain, source
 
 
-def check_net(net: DictConfig) -> None:
-    depth = net.get("depth")
-    if (not isinstance(depth, Sequence) or isinstance(depth, str) or len(depth) != 2
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in depth)):
-        shown = list(depth) if isinstance(depth, Sequence) and not isinstance(depth, str) else depth
-        raise ConvlensError(
-            f"model.net.depth={shown} must be two positive integers (channels of conv1 and conv2); "
-            "try model.net.depth=[4,8]")
-    hidden = net.get("hidden")
-    if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden <= 0:
-        raise ConvlensError(f"model.net.hidden={hidden} must be a positive integer; try model.net.hidden=512")
-    dropout = net.get("dropout")
-    if not is_number(dropout) or not 0 <= dropout < 1:
-        raise ConvlensError(f"model.net.dropout={dropout} must be at least 0 and below 1; try model.net.dropout=0.5")
+def check_settings(cfg: DictConfig) -> None:
+    """Every key declared in ``convlens.config_rules`` holds a value of its type and range.
+
+    Values set directly are checked before interpolated ones, so that the key a user typed is the one named.
+    Keys added with ``+key=value`` have no declaration and are left to whatever reads them.
+    """
+    for name, value, source in sorted(settings(cfg), key=lambda item: item[2] is not None):
+        rule = RULES.get(name)
+        if rule is not None and not rule.accepts(value):
+            origin = f" (from {source})" if source is not None else ""
+            raise ConvlensError(f"{name}={shown(value)}{origin} must be {rule.expected}; try {name}={rule.example}")
 
 
-def check_batch_sizes(data: DictConfig) -> None:
-    for key in ("batch_size", "eval_batch_size"):
-        size = data.get(key)
-        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
-            raise ConvlensError(f"data.{key}={size} must be a positive integer; try data.{key}=64")
-
-
-def train_batches_per_epoch(trainer: DictConfig, batch_size: int) -> int:
+def limited(length: int, limit: int | float | None) -> int:
     """What Lightning will count: the loader's length, cut by ``limit_train_batches`` (batches or a fraction)."""
-    length = math.ceil(MNIST_TRAIN_SIZE / batch_size)
-    limit = trainer.get("limit_train_batches")
     if limit is None:
         return length
     if isinstance(limit, int):
@@ -69,34 +81,36 @@ def train_batches_per_epoch(trainer: DictConfig, batch_size: int) -> int:
     return int(length * limit)
 
 
-def check_val_check_interval(trainer: DictConfig, batch_size: int) -> None:
+def train_batches_per_epoch(trainer: DictConfig, batch_size: int) -> int:
+    return limited(math.ceil(MNIST_TRAIN_SIZE / batch_size), trainer.get("limit_train_batches"))
+
+
+def check_interval_fits(interval: object, check_val_every_n_epoch: int | None, batches: int, counted: str) -> None:
     """An interval past the end of the epoch would mean no validation at all; Lightning only says so mid-setup."""
-    interval = trainer.get("val_check_interval")
-    if not is_number(interval) or trainer.get("fast_dev_run"):
-        return  # None, or a time such as "00:00:10:00", which Lightning checks itself
-    if isinstance(interval, float):
-        if not 0 < interval <= 1:
-            raise ConvlensError(
-                f"trainer.val_check_interval={interval} is a fraction of an epoch and must be in (0, 1], "
-                "or an integer number of training batches; try trainer.val_check_interval=100")
-        return
-    batches = train_batches_per_epoch(trainer, batch_size)
-    if interval <= 0 or (trainer.get("check_val_every_n_epoch") is not None and interval > batches):
-        limit = trainer.get("limit_train_batches")
-        counted = f"{MNIST_TRAIN_SIZE} images / data.batch_size={batch_size}" + (
-            f", cut by trainer.limit_train_batches={limit}" if limit is not None else "")
+    if not isinstance(interval, int) or isinstance(interval, bool) or check_val_every_n_epoch is None:
+        return  # a fraction of the epoch, None, a time such as "00:00:10:00", or counted across epochs
+    if interval > batches:
         raise ConvlensError(
             f"trainer.val_check_interval={interval} batches, but an epoch has {batches} training batches "
-            f"({counted}); set trainer.val_check_interval to at most {batches}")
+            f"({counted}); set trainer.val_check_interval to at most {batches}, or to 1.0 for once an epoch")
+
+
+def check_val_check_interval(trainer: DictConfig, batch_size: int) -> None:
+    """For MNIST the epoch's length is known before any data is read."""
+    if trainer.get("fast_dev_run"):
+        return
+    limit = trainer.get("limit_train_batches")
+    counted = f"{MNIST_TRAIN_SIZE} images / data.batch_size={batch_size}" + (
+        f", cut by trainer.limit_train_batches={limit}" if limit is not None else "")
+    check_interval_fits(trainer.get("val_check_interval"), trainer.get("check_val_every_n_epoch"),
+                        train_batches_per_epoch(trainer, batch_size), counted)
 
 
 def check_train_config(cfg: DictConfig) -> None:
     """Every setting a user may mistype, checked before data or model are touched."""
+    check_settings(cfg)
     check_accelerator(cfg.trainer)
-    check_optimizer(cfg.model.optimizer)
-    check_net(cfg.model.net)
-    check_batch_sizes(cfg.data)
-    if str(cfg.data.get("_target_", "")).endswith(".MNISTDataModule"):  # other data: Lightning counts the epoch
+    if str(cfg.data.get("_target_", "")).endswith(".MNISTDataModule"):  # other data: checked once it is loaded
         check_val_check_interval(cfg.trainer, cfg.data.batch_size)
 
 
@@ -104,5 +118,5 @@ def check_eval_config(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "ckpt_path"):
         raise ConvlensError("no checkpoint given; pass ckpt_path=<run dir>/checkpoints/last.ckpt, or ckpt_path=last "
                             "for the newest run's")
+    check_settings(cfg)
     check_accelerator(cfg.trainer)
-    check_batch_sizes(cfg.data)

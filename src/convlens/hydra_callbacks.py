@@ -10,6 +10,22 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.console import Console
 
+from convlens.cli import print_error, shell_override
+from convlens.errors import ConvlensError
+
+
+def refuse_a_used_sweep_dir(sweep_dir: Path, storage: str | None) -> None:
+    """A new sweep numbers its jobs from 0 again, so in a sweep dir that has jobs it would overwrite their folders."""
+    done = sorted((path.parent.parent.name for path in sweep_dir.glob("*/.hydra/overrides.yaml")),
+                  key=lambda name: (len(name), name))
+    if not done:
+        return
+    study = (f"; to continue its Optuna study, pass a new hydra.sweep.dir with "
+             f"{shell_override('hydra.sweeper.storage', storage)}") if storage else ""
+    raise ConvlensError(f"hydra.sweep.dir={sweep_dir} already holds the jobs of an earlier sweep "
+                        f"({', '.join(done[:5])}{', ...' if len(done) > 5 else ''}), whose folders a new sweep would "
+                        f"overwrite; pass a new hydra.sweep.dir{study}")
+
 
 class SweepReport(Callback):
     """Makes the sweep dir first (the Optuna study's sqlite file lives there) and writes the sweep report last.
@@ -21,7 +37,13 @@ class SweepReport(Callback):
         self.enabled = enabled
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            refuse_a_used_sweep_dir(sweep_dir, config.hydra.sweeper.get("storage"))
+        except ConvlensError as error:  # Hydra turns a callback's exception into a warning and goes on
+            print_error(str(error))
+            sys.exit(1)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.enabled:

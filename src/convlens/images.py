@@ -20,7 +20,7 @@ from convlens.errors import ConvlensError
 
 SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
-FIX = "pass image=<a PNG or JPEG of one digit>"
+FIX = "use a PNG or JPEG of one digit"  # says no key: visualize takes image=, predict images=
 
 
 def load_digit(path: str | os.PathLike, *, size: int, digit_box: int, max_pixels: int,

@@ -11,10 +11,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from pytorch_lightning import Trainer
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
-from rich.console import Console
-
-from convlens.cli import convlens_error_in, report_errors, restore_user_full_error
+from convlens.cli import convlens_error_in, print_error, report_errors, restore_user_full_error
 from convlens.errors import ConvlensError
+from convlens.run_log import join_run_log, log_failure
 
 T = TypeVar("T")
 ERROR_FILE = "error.txt"  # a failed job's one-line reason, in its own dir; the sweep report shows it
@@ -33,17 +32,18 @@ def run_job(task: Callable[[], T]) -> T | None:
     if not in_multirun():
         return report_errors(task)
     restore_user_full_error()  # run_hydra set HYDRA_FULL_ERROR=1 only for composing the config
+    join_run_log()
     try:
         return task()
     except Exception as raised:
         error = convlens_error_in(raised)  # Hydra's instantiate wraps errors raised while building
         if error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            log_failure(f"error: {error or raised}", raised)
             raise
         hydra = HydraConfig.get()
         overrides = " ".join(hydra.overrides.task) or "no overrides"
         Path(hydra.runtime.output_dir, ERROR_FILE).write_text(f"{error}\n")
-        Console(stderr=True).print(f"[bold red]error:[/bold red] job {hydra.job.num} ({overrides}): {error}",
-                                   soft_wrap=True, highlight=False)
+        print_error(f"job {hydra.job.num} ({overrides}): {error}", raised)
         return None
 
 

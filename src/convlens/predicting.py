@@ -14,17 +14,18 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, ListConfig
-from rich.console import Console
+from PIL import Image
+from rich.markup import escape
 from rich.table import Table
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from convlens.checkpoints import load_classifier
+from convlens.config_checks import check_settings
 from convlens.data.imagefolder_datamodule import folder_transform
 from convlens.errors import ConvlensError
 from convlens.images import load_digit, open_checked
 from convlens.models.classifier import ConvNetClassifier
+from convlens.run_log import log_config, say
 
-console = Console()
 CONVERSIONS = ("auto", "digit", "resize")
 
 
@@ -36,20 +37,37 @@ class Prediction:
     error: str = ""
 
 
-def image_paths(images: str | os.PathLike | Sequence | None) -> list[Path]:
-    """``images=`` as files: one file, a list, or a folder's image files (sorted, not recursing)."""
+def folder_images(folder: Path) -> tuple[list[Path], dict[Path, str]]:
+    """The folder's files of a type Pillow reads (what one ``images=<file>`` accepts), sorted; and every other
+    entry, with why it is skipped."""
+    Image.init()  # registers every format Pillow has, GIF and WebP among them
+    readable = set(Image.registered_extensions())
+    found, skipped = [], {}
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir():
+            skipped[entry] = "a folder (images= does not look inside subfolders)"
+        elif entry.suffix.lower() not in readable:
+            skipped[entry] = f"not an image type Pillow reads ({entry.suffix or 'no extension'})"
+        else:
+            found.append(entry)
+    return found, skipped
+
+
+def image_paths(images: str | os.PathLike | Sequence | None) -> tuple[list[Path], dict[Path, str]]:
+    """``images=`` as files: one file, a list, or a folder's image files (sorted, not recursing); and the
+    folder's entries that were skipped, with why."""
     if images in (None, "", "???") or (isinstance(images, (list, ListConfig)) and not images):
         raise ConvlensError("no images given; pass images=<file>, images=[a.png,b.png] or images=<folder>")
     if isinstance(images, (list, ListConfig)):
-        return [Path(str(image)).expanduser() for image in images]
+        return [Path(str(image)).expanduser() for image in images], {}
     path = Path(images).expanduser()
     if not path.is_dir():
-        return [path]  # a missing file is reported in its row, like any other unreadable one
-    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
+        return [path], {}  # a missing file is reported in its row, like any other unreadable one
+    found, skipped = folder_images(path)
     if not found:
-        raise ConvlensError(f"{path} holds no image files ({', '.join(IMG_EXTENSIONS)}); "
+        raise ConvlensError(f"{path} holds no file of an image type Pillow reads (.png, .jpg, .gif, ...); "
                             "pass images=<a folder of images, a file, or [a.png,b.png]>")
-    return found
+    return found, skipped
 
 
 def conversion_for(model: ConvNetClassifier, convert: str) -> str:
@@ -115,23 +133,28 @@ def show(predictions: list[Prediction], top_k: int) -> None:
     table = Table("image", "class", "probability", f"top {top_k}")
     for p in predictions:
         if p.error:
-            table.add_row(p.image.name, "[red]error", "", f"[red]{p.error}")
+            table.add_row(escape(p.image.name), "[red]error", "", f"[red]{escape(p.error)}")
         else:
             ranked = ", ".join(f"{name} {q:.1%}" for name, q in zip(p.classes, p.probabilities))
-            table.add_row(p.image.name, f"[bold]{p.classes[0]}", f"{p.probabilities[0]:.1%}", ranked)
-    console.print(table)
+            table.add_row(escape(p.image.name), f"[bold]{escape(p.classes[0])}", f"{p.probabilities[0]:.1%}",
+                          escape(ranked))
+    say(table)
 
 
 def predict(cfg: DictConfig) -> list[Prediction]:
     """Classify ``cfg.images``, print the table, write ``predictions.csv``; fail at the end if any was unreadable."""
-    paths = image_paths(cfg.images)
+    log_config(cfg)
+    check_settings(cfg)
+    paths, skipped = image_paths(cfg.images)
+    for entry, why in skipped.items():
+        say(f"skipped {escape(str(entry))}: {escape(why)}", highlight=False, soft_wrap=True)
     model = load_classifier(cfg.ckpt_path).eval()
     conversion = conversion_for(model, cfg.convert)
     predictions = classify(model, paths, conversion, cfg.preprocess, int(cfg.top_k), int(cfg.batch_size))
     show(predictions, int(cfg.top_k))
     csv_path = write_csv(predictions, min(int(cfg.top_k), len(class_names(model))),
                          Path(cfg.paths.output_dir) / "predictions.csv")
-    console.print(f"{len(predictions)} images ({conversion} conversion); predictions in {csv_path}")
+    say(f"{len(predictions)} images ({conversion} conversion); predictions in {escape(str(csv_path))}")
     failed = [p for p in predictions if p.error]
     if failed:
         raise ConvlensError(f"{len(failed)} of {len(predictions)} images could not be classified "

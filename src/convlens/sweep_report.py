@@ -10,7 +10,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import statistics
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +84,9 @@ def find_jobs(sweep_dir: Path) -> list[Job]:
     if not sweep_dir.is_dir():
         raise ConvlensError(f"sweep dir {sweep_dir} does not exist; pass a multirun dir such as "
                             "logs/train/multiruns/<time>")
+    if (sweep_dir / ".hydra").is_dir():  # a run's own folder: a multirun's .hydra/ folders are one level down
+        raise ConvlensError(f"{sweep_dir} is a single run's folder, not a multirun; pass a multirun dir such as "
+                            "logs/train/multiruns/<time>")
     jobs = []
     for overrides_file in sweep_dir.rglob(".hydra/overrides.yaml"):
         job_dir = overrides_file.parent.parent
@@ -135,6 +141,11 @@ def build_report(sweep_dir: Path, metric: str = "val/acc_best", mode: str = "max
     if mode not in ("max", "min"):
         raise ConvlensError(f"mode={mode} is neither max nor min; use max for accuracies, min for errors and losses")
     jobs = find_jobs(Path(sweep_dir))
+    measured = sorted({key for job in jobs if job.metrics for key, value in job.metrics.items()
+                       if isinstance(value, (int, float)) and not isinstance(value, bool)})
+    if measured and metric not in measured:
+        raise ConvlensError(f"--metric {metric} is in no job's metrics.json; the metrics there are "
+                            f"{', '.join(measured)}")
     swept, common = swept_and_common(jobs)
     return SweepReport(Path(sweep_dir), metric, mode, jobs, swept, common, group_rows(jobs, swept, metric, mode))
 
@@ -256,12 +267,22 @@ def as_number(value: str | None) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def write_atomically(write: Callable[[SweepReport, Path], None], report: SweepReport, path: Path) -> None:
+    """Write to a temporary file beside ``path``, then rename it: a crash never leaves half a report."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(handle)
+    try:
+        write(report, Path(temporary))
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
 def write_report(report: SweepReport) -> dict[str, Path]:
     """report.md, report.csv and report.png in the sweep dir."""
     paths = {suffix: report.sweep_dir / f"report.{suffix}" for suffix in ("md", "csv", "png")}
-    write_markdown(report, paths["md"])
-    write_csv(report, paths["csv"])
-    write_plot(report, paths["png"])
+    for write, suffix in ((write_markdown, "md"), (write_csv, "csv"), (write_plot, "png")):
+        write_atomically(write, report, paths[suffix])
     return paths
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -13,16 +15,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning import Callback, LightningDataModule, Trainer, seed_everything
 from pytorch_lightning.callbacks import Timer
-from pytorch_lightning.loggers import Logger
-from rich.console import Console
+from pytorch_lightning.loggers import Logger, TensorBoardLogger
+from rich.markup import escape
 
+from convlens.callbacks.interval_check import ValCheckIntervalFitsTheEpoch
+from convlens.callbacks.progress_log import ProgressLog
 from convlens.checkpoints import checkpoint_to_resume, load_classifier, resolve_checkpoint
 from convlens.config_checks import check_eval_config, check_train_config
 from convlens.hparams_summary import log_hparams_with_metrics
 from convlens.multirun import check_strategy_for_multirun
+from convlens.run_log import log_config, say
 from convlens.threads import set_threads
-
-console = Console()
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -79,6 +82,7 @@ def fit_progress(trainer: Trainer) -> tuple[int | None, int | None]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write ``metrics.json``; return the metrics."""
+    log_config(cfg)
     check_train_config(cfg)
     started = time.perf_counter()
     prepare_process(cfg)
@@ -87,11 +91,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     resume_from = None
     if cfg.get("ckpt_path") is not None:
         resume_from = checkpoint_to_resume(cfg.ckpt_path, training_runs(cfg), model)
-        console.print(f"resuming from {resume_from}")
+        say(f"resuming from {escape(str(resume_from))}")
     # The training loop alone (epochs with their validation checks, not setup or the sanity check), as the
     # tutorial's loop times itself; it keeps counting across a resume, since it travels in the checkpoint.
     loop_timer = Timer()
-    callbacks = [*instantiate_group(cfg.get("callbacks")), loop_timer]
+    callbacks = [*instantiate_group(cfg.get("callbacks")), loop_timer, ProgressLog(), ValCheckIntervalFitsTheEpoch()]
     trainer = build_trainer(cfg, callbacks, instantiate_group(cfg.get("logger")))
     check_strategy_for_multirun(trainer)
 
@@ -110,7 +114,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         checkpoint = trainer.checkpoint_callback
         best = checkpoint.best_model_path if checkpoint is not None else ""
         if not best:
-            console.print("[yellow]no best checkpoint was saved; testing the weights as they are")
+            say("[yellow]no best checkpoint was saved; testing the weights as they are")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
         metrics.update({key: scalar(trainer.callback_metrics, key) for key in ("test/acc", "test/err")})
         metrics["best_ckpt"] = best or None
@@ -129,13 +133,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:  # under trainer=ddp every process runs this function; one writes the results
         write_metrics(output_dir, metrics)
-        print_summary(metrics, output_dir)
+        print_summary(metrics, output_dir, any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers))
     return metrics
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test a checkpoint on the test half; write ``metrics.json``; return the metrics."""
     started = time.perf_counter()
+    log_config(cfg)
     check_eval_config(cfg)
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, training_runs(cfg))
     model = load_classifier(ckpt_path)
@@ -147,12 +152,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     metrics.update({"ckpt_path": str(ckpt_path), "wall_seconds": round(time.perf_counter() - started, 3)})
     output_dir = Path(cfg.paths.output_dir)
     write_metrics(output_dir, metrics)
-    console.print(f"test/acc [bold]{metrics['test/acc']:.4f}[/bold] (error {metrics['test/err']:.2f}%) "
-                  f"for {ckpt_path}; metrics in {output_dir / 'metrics.json'}")
+    say(f"test/acc [bold]{metrics['test/acc']:.4f}[/bold] (error {metrics['test/err']:.2f}%) "
+        f"for {escape(str(ckpt_path))}; metrics in {escape(str(output_dir / 'metrics.json'))}")
     return metrics
 
 
-def print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
+def tensorboard_command(log_dir: Path) -> str:
+    """A shell line that opens TensorBoard on ``log_dir`` whether or not this environment is activated."""
+    installed = Path(sys.executable).parent / "tensorboard"
+    program = [str(installed)] if installed.is_file() else [sys.executable, "-m", "tensorboard.main"]
+    return shlex.join([*program, "--logdir", str(log_dir)])
+
+
+def print_summary(metrics: dict[str, Any], output_dir: Path, tensorboard: bool) -> None:
     parts = []
     if metrics.get("test/acc") is not None:
         parts.append(f"test/acc [bold]{metrics['test/acc']:.4f}[/bold] (error {metrics['test/err']:.2f}%)")
@@ -161,5 +173,6 @@ def print_summary(metrics: dict[str, Any], output_dir: Path) -> None:
     if metrics["steps"] is not None:
         parts.append(f"{metrics['epochs']} epochs, {metrics['steps']} steps")
     parts.append(f"{metrics['wall_seconds']:.0f} s")
-    console.print(" · ".join(parts) + f" → {output_dir}")
-    console.print(f"TensorBoard: tensorboard --logdir {output_dir}")
+    say(" · ".join(parts) + f" → {escape(str(output_dir))}")
+    if tensorboard:
+        say(f"TensorBoard: {escape(tensorboard_command(output_dir))}", soft_wrap=True, highlight=False)

@@ -7,14 +7,14 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from rich.console import Console
+from rich.markup import escape
 
 from convlens import pictures
 from convlens.checkpoints import load_classifier
+from convlens.config_checks import check_settings
 from convlens.errors import ConvlensError
 from convlens.images import load_digit
-
-console = Console()
+from convlens.run_log import log_config, say
 
 
 def chosen_image(cfg: DictConfig) -> tuple[torch.Tensor, str]:
@@ -33,8 +33,16 @@ def chosen_image(cfg: DictConfig) -> tuple[torch.Tensor, str]:
     return image.cpu(), f"test image {cfg.index} (a {label})"
 
 
+def output_folder(cfg: DictConfig) -> Path:
+    """``out_dir``; a relative one lies inside this run's folder, so pictures never land in the checkout."""
+    out_dir = Path(cfg.out_dir).expanduser()
+    return out_dir if out_dir.is_absolute() else Path(cfg.paths.output_dir) / out_dir
+
+
 def visualize(cfg: DictConfig) -> dict[str, Path]:
     """Write the kernels and feature-map PNGs into ``cfg.out_dir``; return them by name."""
+    log_config(cfg)
+    check_settings(cfg)
     model = load_classifier(cfg.ckpt_path).eval()
     image, name = chosen_image(cfg)
     with torch.no_grad():
@@ -51,8 +59,8 @@ def visualize(cfg: DictConfig) -> dict[str, Path]:
         "feature_maps_conv2": (f"conv2 feature maps · {name}: {prediction}", pictures.feature_maps(conv2_maps, style)),
         "input": (prediction, pictures.input_images(image[None], style)),
     }
-    out_dir = Path(cfg.out_dir)
+    out_dir = output_folder(cfg)
     written = {key: pictures.save_png(pictures.titled(picture, title, style), out_dir / f"{key}.png")
                for key, (title, picture) in drawn.items()}
-    console.print(f"{name}: {prediction}; pictures in {out_dir}")
+    say(f"{escape(name)}: {prediction}; pictures in {escape(str(out_dir))}")
     return written

@@ -1,4 +1,4 @@
-"""ModelCheckpoint that remembers the best score across a resume into a new run folder."""
+"""ModelCheckpoints that remember the best score across a resume, and leave ``last.ckpt`` at the final step."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 
@@ -31,3 +32,19 @@ class BestAcrossRunsCheckpoint(ModelCheckpoint):
                                   if Path(path).is_file()}
             self.kth_best_model_path = state_dict.get("kth_best_model_path", self.kth_best_model_path)
             self.kth_value = state_dict.get("kth_value", self.kth_value)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every N training steps, and once more when fit ends, so that it holds the final state.
+
+    Lightning rewrites ``last.ckpt`` only when one of its triggers fires (a step count, a validation), so the
+    steps after the last trigger would be missing from it; however training steps happen, this save comes
+    after the last of them.
+    """
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.save_last or trainer.fast_dev_run or self.dirpath is None:
+            return
+        path = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+        trainer.save_checkpoint(path)
+        self.last_model_path = str(path)

@@ -12,6 +12,9 @@ from typing import Any
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from convlens.cli import shell_override
+from convlens.run_log import log
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -42,8 +45,10 @@ class StopOnSignal(Callback):
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C: Lightning's immediate shutdown
         self.received = signum
-        sys.stderr.write(f"\n{signal.Signals(signum).name}: saving a checkpoint after this batch, then stopping "
-                         "(Ctrl-C again: stop now, saving nothing)\n")
+        line = (f"{signal.Signals(signum).name}: saving a checkpoint after this batch, then stopping "
+                "(Ctrl-C again: stop now, saving nothing)")
+        sys.stderr.write(f"\n{line}\n")
+        log.warning(line)
         if self._trainer is not None and not self._trainer.validating:
             self._set_lightning_stop_flag(self._trainer, True)
 
@@ -67,8 +72,11 @@ class StopOnSignal(Callback):
         path = self.checkpoint_path(trainer)
         trainer.save_checkpoint(path, weights_only=False)  # everything a resume needs
         name = signal.Signals(self.received).name
-        sys.stderr.write(f"{name}: stopped at step {trainer.global_step} (epoch {trainer.current_epoch}) and saved "
-                         f"{path}; resume with ckpt_path=last or ckpt_path={path}\n")
+        # ckpt_path=last looks only under logs/train/runs; the path itself resumes wherever hydra.run.dir put it
+        line = (f"{name}: stopped at step {trainer.global_step} (epoch {trainer.current_epoch}) and saved {path}; "
+                f"resume with {shell_override('ckpt_path', path.resolve())}")
+        sys.stderr.write(line + "\n")
+        log.warning(line)
         exception.code = 128 + self.received  # the shell's convention for a run ended by a signal
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
