@@ -1,5 +1,6 @@
 """Look inside, live, in the browser: python src/app.py ckpt_path=<ckpt | last> [compare_ckpt_path=<ckpt>]"""
 
+import convlens.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 import hydra
 from omegaconf import DictConfig
 

@@ -2,7 +2,7 @@
 
 ``convlens.config_checks`` reads this table before anything runs, so a wrong value is one sentence naming
 the key; tests/test_config_rules.py composes every config in ``conf/`` and fails for a key missing here.
-A new key in ``conf/`` therefore needs one line below, e.g. ``"model.chunk_steps": integer(low=1, example=100),``.
+A new key in ``conf/`` therefore needs one line below, e.g. ``"data.batch_size": integer(1, example=64),``.
 """
 
 from __future__ import annotations
@@ -150,8 +150,10 @@ RULES: dict[str, Rule] = {
     "seed": integer(0, 2**32 - 1, example=12345, null=True),
     "threads": integer(1, example=1, null=True),
     "ckpt_path": CHECKPOINT,
+    "compare_ckpt_path": CHECKPOINT,
     "test": flag(),
     "optimized_metric": text("val/acc_best", what="a metric name"),
+    "float32_matmul_precision": choice("highest", "high", "medium"),
     "images": custom((str, list), "a file, a folder or a list [a.png,b.png]", "my_digit.png",
                      lambda value: value != "" and (isinstance(value, str) or text_list(value)), ("",), null=True),
     "image": path("my_digit.png", null=True),
@@ -187,6 +189,10 @@ RULES: dict[str, Rule] = {
     "model.net.dropout": number(0, 1, high_open=True, example=0.5),
     "model.net.image_size": custom((int,), "a positive multiple of 4", "28", image_side, (0, 30)),
     "model.net.num_classes": integer(2, example=10),
+    "model.steps_per_call": custom((str, int), "auto or a whole number of optimizer steps >= 1", "auto",
+                                   lambda value: value == "auto" or (isinstance(value, int) and value >= 1),
+                                   (0, -1, "many")),
+    "model.cuda_graphs": flag(False),
     "model.optimizer.lr": number(0, low_open=True, example=0.001),
     "model.optimizer.momentum": number(0, 1, high_open=True, example=0.9),
     "model.optimizer.weight_decay": number(0, example=0.0005),
@@ -197,6 +203,13 @@ RULES: dict[str, Rule] = {
     "model.scheduler.eta_min": number(0, example=0.0),
     "model.scheduler.factor": number(0, 1, low_open=True, example=1.0),
     "model.scheduler.total_iters": integer(0, example=0),
+    # conf/app.yaml
+    "app.host": text("127.0.0.1", what="a host name or address"),
+    "app.port": integer(1, 65535, example=7860),
+    "app.canvas_px": integer(28, example=280),
+    "app.brush_px": integer(1, example=12),
+    "app.input_column_px": integer(100, example=320),
+    "app.checkpoint_column_px": integer(100, example=420),
     # conf/trainer
     "trainer.default_root_dir": path("<run dir>"),
     "trainer.accelerator": choice(*ACCELERATORS),
@@ -230,11 +243,13 @@ RULES: dict[str, Rule] = {
     "callbacks.model_checkpoint.save_top_k": integer(-1, example=1),
     "callbacks.model_checkpoint.save_last": flag(),
     "callbacks.model_checkpoint.enable_version_counter": flag(False),
+    "callbacks.model_checkpoint.save_on_train_epoch_end": flag(False),
     "callbacks.step_checkpoint.dirpath": path("<run dir>/checkpoints"),
     "callbacks.step_checkpoint.save_top_k": integer(-1, example=0),
     "callbacks.step_checkpoint.save_last": flag(),
     "callbacks.step_checkpoint.every_n_train_steps": integer(1, example=200, null=True),
     "callbacks.step_checkpoint.enable_version_counter": flag(False),
+    "callbacks.step_checkpoint.save_on_train_epoch_end": flag(False),
     "callbacks.finite_loss.check_every_n_steps": integer(1, example=50),
     "callbacks.stop_on_signal.filename": text("last.ckpt", what="a file name"),
     "callbacks.rich_progress_bar.refresh_rate": integer(0, example=10),
@@ -242,6 +257,7 @@ RULES: dict[str, Rule] = {
     "callbacks.convnet_pictures.probe_indices": custom((list,), "a list of test-set indices (integers 0 to 9999)",
                                                        "[100]", int_list(0), ([-1], [])),
     "callbacks.convnet_pictures.every_n_checks": integer(1, example=1),
+    "callbacks.convnet_pictures.tensorboard_tile_px": integer(1, example=1),
     "callbacks.convnet_pictures.style.tile_px": integer(1, example=80),
     "callbacks.convnet_pictures.style.separator_px": integer(0, example=2),
     "callbacks.convnet_pictures.style.colormap": COLORMAP,

@@ -57,11 +57,8 @@ class ChunkPlan:
                 f"trainer.val_check_interval={interval} with check_val_every_n_epoch="
                 f"{trainer.check_val_every_n_epoch} cannot be cut into chunks of steps; use a number of steps "
                 "or a fraction of an epoch with check_val_every_n_epoch=1, or set model.steps_per_call=1")
+        # The interval fits the epoch: callbacks.interval_check said so before this runs.
         every = max(1, int(steps * interval)) if isinstance(interval, float) else int(interval)
-        if every > steps:
-            raise ConvlensError(
-                f"trainer.val_check_interval={interval} is more than the {steps} training steps of an epoch here; "
-                f"set trainer.val_check_interval to at most {steps}, or 1.0 for once an epoch")
         # Calls end where validation and step checkpoints fall, so both happen at the same steps as without chunks.
         boundaries = [every, *checkpoint_intervals(trainer)]
         size = math.gcd(*boundaries) if steps_per_call == AUTO else int(steps_per_call)

@@ -28,6 +28,7 @@ from PIL import Image
 from convlens import pictures
 from convlens.checkpoints import load_classifier, resolve_checkpoint
 from convlens.cli import print_error
+from convlens.config_checks import check_settings
 from convlens.errors import ConvlensError
 from convlens.images import load_digit, mnist_style
 from convlens.models.classifier import ConvNetClassifier
@@ -321,6 +322,7 @@ def page(look: LiveLook, cfg: DictConfig) -> Any:
 
 def serve(cfg: DictConfig) -> None:
     """Load the checkpoints (reporting a bad one on the console), then serve the page until interrupted."""
+    check_settings(cfg)
     if gr is None:
         raise ConvlensError("the app needs Gradio, which is not installed; run make app, "
                             "or pip install -e '.[app]'")
