@@ -107,6 +107,10 @@ class StepChunks(Callback):
         if not hasattr(datamodule, "train_steps_per_epoch"):
             raise ConvlensError(f"model.steps_per_call={self.steps_per_call} needs a convlens DataModule that "
                                 "hands over several batches per call; set model.steps_per_call=1")
+        if str(trainer.precision).startswith("16"):
+            raise ConvlensError(
+                f"trainer.precision={trainer.precision} scales the loss in Lightning's per-step backward, which "
+                "several steps per call leave out; use trainer.precision=bf16-mixed, or model.steps_per_call=1")
         plan = ChunkPlan.for_trainer(trainer, datamodule.train_steps_per_epoch(), self.steps_per_call)
         trainer.limit_train_batches = plan.calls_per_epoch
         trainer.val_check_interval = plan.val_every_steps // plan.steps_per_call
@@ -147,18 +151,25 @@ def train_chunk(module: ConvNetClassifier, batches: list[tuple[torch.Tensor, tor
 
 def one_step(module: ConvNetClassifier, optimizer: LightningOptimizer, x: torch.Tensor,
              y: torch.Tensor) -> torch.Tensor:
-    """One optimizer step: replayed from a CUDA graph where one can run (``model.cuda_graphs``), else eagerly."""
-    if module.hparams.cuda_graphs and module.graphs_can_run():
-        if module.graphed_step is None:
-            module.graphed_step = GraphedStep(module, optimizer.optimizer, x, y)
-        # The graph is captured once the optimizer state exists, so the first step runs eagerly.
-        if module.graphed_step.fits(x) and optimizer.optimizer.state:
-            optimizer._on_before_step()  # Lightning's step counters, which its optimizer.step() would advance
-            loss, preds = module.graphed_step.step(x, y)
-            optimizer._on_after_step()
-            module.train_metrics_update(loss, preds, y)
-            return loss.detach().clone()
-    return module.optimizer_step_on(x, y, optimizer)
+    """One optimizer step on the plain torch optimizer, replayed from a CUDA graph where one can run.
+
+    Lightning's per-step hooks (on_before_backward, on_after_backward, on_before_optimizer_step) are what a
+    chunk leaves out; its step counters still advance, through the callables its manual loop gives each
+    LightningOptimizer for exactly that.
+    """
+    optimizer._on_before_step()
+    graphed = module.graphed_step
+    if graphed is None and module.hparams.cuda_graphs and module.graphs_can_run():
+        graphed = module.graphed_step = GraphedStep(module, optimizer.optimizer, x, y)
+    # The graph is captured once the optimizer state exists, so the first step runs eagerly.
+    if graphed is not None and graphed.fits(x) and optimizer.optimizer.state:
+        loss, preds = graphed.step(x, y)
+        module.train_metrics_update(loss, preds, y)
+        loss = loss.detach().clone()
+    else:
+        loss = module.optimizer_step_on(x, y, optimizer.optimizer)
+    optimizer._on_after_step()
+    return loss
 
 
 def step_epoch_schedulers(module: LightningModule) -> None:

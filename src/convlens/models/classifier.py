@@ -106,7 +106,7 @@ class ConvNetClassifier(LightningModule):
         """One step of the tutorial: forward, loss, backward, SGD update. Returns the detached loss."""
         loss = self.train_metrics_update(*self.loss_and_predictions((x, y)))
         optimizer.zero_grad()
-        self.manual_backward(loss)
+        loss.backward()
         optimizer.step()
         return loss.detach()
 
