@@ -8,7 +8,7 @@ import sys
 
 from rich.console import Console
 
-from convlens.cli import PROJECT_ROOT
+from convlens.cli.entry import PROJECT_ROOT
 from convlens.data.mnist_files import MNIST_MD5, ensure_mnist
 from convlens.errors import ConvlensError
 

@@ -1,4 +1,4 @@
-"""Summarise a sweep: python scripts/sweep_report.py logs/train/multiruns/<time> [--metric test/acc] [--mode min]
+"""Summarise a sweep: python scripts/sweep_report.py logs/train/multiruns/<date>_<time>_<pid> [--metric test/acc] [--mode min]
 
 Writes report.md, report.csv and report.png into the sweep dir and prints the table. A multirun already does
 this when it ends (conf/hydra/default.yaml); run it yourself for a sweep still running, stopped, or continued.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convlens.cli import report_errors
-from convlens.sweep_report import build_report, print_report, write_report
+from convlens.cli.entry import report_errors
+from convlens.sweeps.report import build_report, print_report, write_report
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
 """Look inside, live, in the browser: python src/app.py ckpt_path=<ckpt | last> [compare_ckpt_path=<ckpt>]"""
 
-import convlens.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
+import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 import hydra
 from omegaconf import DictConfig
 
-from convlens.cli import CONFIG_DIR, report_errors, run_hydra, set_project_root
+from convlens.cli.entry import CONFIG_DIR, report_errors, run_hydra, set_project_root
 from convlens.tasks.app import serve
 
 set_project_root()

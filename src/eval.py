@@ -1,11 +1,11 @@
 """Test a checkpoint on MNIST's test half: python src/eval.py ckpt_path=<run dir>/checkpoints/last.ckpt"""
 
-import convlens.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
+import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 import hydra
 from omegaconf import DictConfig
 
-from convlens.cli import CONFIG_DIR, report_errors, run_hydra, set_project_root
-from convlens.training import evaluate
+from convlens.cli.entry import CONFIG_DIR, report_errors, run_hydra, set_project_root
+from convlens.tasks.train import evaluate
 
 set_project_root()
 

@@ -1,11 +1,11 @@
 """Classify your own images: python src/predict.py ckpt_path=<ckpt> images=<file | [a.png,b.png] | folder>"""
 
-import convlens.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
+import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 import hydra
 from omegaconf import DictConfig
 
-from convlens.cli import CONFIG_DIR, report_errors, run_hydra, set_project_root
-from convlens.predicting import predict
+from convlens.cli.entry import CONFIG_DIR, report_errors, run_hydra, set_project_root
+from convlens.tasks.predict import predict
 
 set_project_root()
 

@@ -1,12 +1,12 @@
 """Train the ConvNet: python src/train.py [overrides], e.g. trainer.max_epochs=5 model.optimizer.lr=0.01"""
 
-import convlens.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
+import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 import hydra
 from omegaconf import DictConfig
 
-from convlens.cli import CONFIG_DIR, run_hydra, set_project_root
-from convlens.multirun import run_job
-from convlens.training import train
+from convlens.cli.entry import CONFIG_DIR, run_hydra, set_project_root
+from convlens.sweeps.multirun import run_job
+from convlens.tasks.train import train
 
 set_project_root()
 

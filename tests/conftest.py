@@ -13,7 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from convlens.cli import CONFIG_DIR, PROJECT_ROOT, set_project_root
+from convlens.cli.entry import CONFIG_DIR, PROJECT_ROOT, set_project_root
 from convlens.data.mnist_files import ensure_mnist
 
 set_project_root()

@@ -16,7 +16,7 @@ from pathlib import Path
 from unittest.mock import patch
 
 PRELOAD = ["torch", "torchvision", "pytorch_lightning", "torchmetrics", "hydra", "omegaconf", "matplotlib.pyplot",
-           "convlens.training"]
+           "convlens.tasks.train"]
 
 
 def run_script(script: str, args: list[str], cwd: str, env: dict[str, str], log: str) -> None:

@@ -21,10 +21,10 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from conftest import PROJECT_ROOT, compose_config
-from convlens.checkpoints import load_classifier
-from convlens.images import load_digit
+from convlens.faults.checkpoints import load_classifier
+from convlens.data.own_images import load_digit
 from convlens.models.classifier import ConvNetClassifier
-from convlens.training import train
+from convlens.tasks.train import train
 
 pytestmark = pytest.mark.slow
 gradio_client = pytest.importorskip("gradio_client", reason="the app extra is not installed: pip install -e '.[app]'")

@@ -17,7 +17,7 @@ from conftest import compose_config
 from convlens.data.step_batches import StepBatches
 from convlens.errors import ConvlensError
 from convlens.models.chunked_steps import ChunkPlan, steps_after_limit
-from convlens.training import train
+from convlens.tasks.train import train
 
 # 2 epochs of 25 steps, validation every 10 steps (after steps 10 and 20 of each epoch, never after step 25),
 # a step checkpoint every 10, the loss written every 3 steps, a cosine schedule stepped per epoch.

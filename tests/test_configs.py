@@ -5,7 +5,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import compose_config
-from convlens.cli import CONFIG_DIR
+from convlens.cli.entry import CONFIG_DIR
 
 TRAIN_GROUPS = {name for entry in OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "train.yaml").defaults)
                 if isinstance(entry, dict) for name in entry}  # groups only other entry points use are tested there

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import compose_config, run_entry
-from convlens.cli import PROJECT_ROOT
+from convlens.cli.entry import PROJECT_ROOT
 from index_recording import read_batches
 
 TESTS_DIR = Path(__file__).resolve().parent

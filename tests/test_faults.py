@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from conftest import compose_config
-from convlens.cli import PROJECT_ROOT
+from convlens.cli.entry import PROJECT_ROOT
 from convlens.data.mnist_files import MnistUnavailableError, ensure_mnist, raw_dir
 from convlens.faults.atomic_checkpoint_io import AtomicCheckpointIO
 from convlens.faults.finite_loss import TrainingDiverged
-from convlens.training import train
+from convlens.tasks.train import train
 
 SOURCES = sorted((PROJECT_ROOT / "src").rglob("*.py"))
 

@@ -7,10 +7,10 @@ from hydra.utils import instantiate
 from torch.utils.data import SubsetRandomSampler
 
 from conftest import compose_config
-from convlens.cli import report_errors
+from convlens.cli.entry import report_errors
 from convlens.data.imagefolder_datamodule import ImageFolderDataModule, image_classes
 from convlens.errors import ConvlensError
-from convlens.training import train
+from convlens.tasks.train import train
 from digit_folders import write_digit_folder
 
 NAMES = ["one", "two", "zero"]

@@ -11,9 +11,9 @@ from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 from torchvision import datasets
 
-from convlens.cli import PROJECT_ROOT
+from convlens.cli.entry import PROJECT_ROOT
 from convlens.errors import ConvlensError
-from convlens.images import load_digit
+from convlens.data.own_images import load_digit
 
 PREPROCESS = dict(OmegaConf.load(PROJECT_ROOT / "conf" / "preprocess" / "mnist.yaml"))
 

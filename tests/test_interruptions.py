@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from convlens.cli import PROJECT_ROOT
+from convlens.cli.entry import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 

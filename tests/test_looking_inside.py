@@ -16,10 +16,10 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import compose_config, run_entry
-from convlens.callbacks.convnet_pictures import ConvNetPictures
+from convlens.pictures.callback import ConvNetPictures
 from convlens.errors import ConvlensError
-from convlens.training import build_trainer, instantiate_group, prepare_process
-from convlens.visualizing import visualize
+from convlens.tasks.train import build_trainer, instantiate_group, prepare_process
+from convlens.tasks.visualize import visualize
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,10 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import compose_config
-from convlens import pictures
-from convlens.cli import CONFIG_DIR
+from convlens.pictures import draw
+from convlens.cli.entry import CONFIG_DIR
 from convlens.errors import ConvlensError
-from convlens.pictures import PictureStyle
+from convlens.pictures.draw import PictureStyle
 
 STYLE = PictureStyle(tile_px=80, separator_px=2, colormap="viridis", title_px=24)
 WHITE = torch.ones(3)
@@ -42,7 +42,7 @@ def test_the_default_style_is_the_one_tested_here(tmp_path):
 
 def test_each_map_is_scaled_by_its_own_range():
     base = torch.rand(5, 5)
-    colours = pictures.coloured(torch.stack([base, 10 * base - 3, torch.full((5, 5), 7.0)]), "viridis")
+    colours = draw.coloured(torch.stack([base, 10 * base - 3, torch.full((5, 5), 7.0)]), "viridis")
     assert colours.shape == (3, 3, 5, 5) and 0 <= colours.min() and colours.max() <= 1
     assert torch.allclose(colours[0], colours[1], atol=1e-6)
     viridis_low = torch.tensor(matplotlib.colormaps["viridis"](0.0)[:3], dtype=torch.float32)
@@ -51,7 +51,7 @@ def test_each_map_is_scaled_by_its_own_range():
 
 def test_small_maps_become_crisp_tiles_of_at_least_the_tile_size():
     maps = torch.rand(4, 5, 5)
-    picture = pictures.grid(maps, columns=4, style=STYLE)
+    picture = draw.grid(maps, columns=4, style=STYLE)
     assert picture.shape == (3, side(1, 80), side(4, 80))
     first = tile(picture, 0, 0, 80)
     blocks = first.unfold(1, 16, 16).unfold(2, 16, 16)  # (3, 5, 5, 16, 16): one block per kernel pixel
@@ -60,51 +60,51 @@ def test_small_maps_become_crisp_tiles_of_at_least_the_tile_size():
 
 
 def test_tile_size_is_a_whole_enlargement_reaching_the_configured_side():
-    assert pictures.grid(torch.rand(1, 28, 28), 1, STYLE).shape[-1] == 84  # 3x
-    assert pictures.grid(torch.rand(1, 14, 14), 1, STYLE).shape[-1] == 84  # 6x
-    assert pictures.grid(torch.rand(1, 100, 100), 1, STYLE).shape[-1] == 100  # never shrunk
+    assert draw.grid(torch.rand(1, 28, 28), 1, STYLE).shape[-1] == 84  # 3x
+    assert draw.grid(torch.rand(1, 14, 14), 1, STYLE).shape[-1] == 84  # 6x
+    assert draw.grid(torch.rand(1, 100, 100), 1, STYLE).shape[-1] == 100  # never shrunk
 
 
 def test_conv1_kernels_side_by_side():
     weight = torch.randn(4, 1, 5, 5)
-    picture = pictures.conv1_kernels(weight, STYLE)
+    picture = draw.conv1_kernels(weight, STYLE)
     assert picture.shape == (3, side(1, 80), side(4, 80))
     for k in range(4):
-        assert torch.equal(tile(picture, 0, k, 80), pictures.grid(weight[k], 1, STYLE))
+        assert torch.equal(tile(picture, 0, k, 80), draw.grid(weight[k], 1, STYLE))
 
 
 def test_conv2_kernels_one_column_per_kernel_one_row_per_input_channel():
     weight = torch.randn(8, 4, 5, 5)
-    picture = pictures.conv2_kernels(weight, STYLE)
+    picture = draw.conv2_kernels(weight, STYLE)
     assert picture.shape == (3, side(4, 80), side(8, 80))
     for kernel in range(8):
         for channel in range(4):
-            assert torch.equal(tile(picture, channel, kernel, 80), pictures.grid(weight[kernel, channel][None], 1, STYLE))
+            assert torch.equal(tile(picture, channel, kernel, 80), draw.grid(weight[kernel, channel][None], 1, STYLE))
 
 
 def test_feature_maps_one_row_per_image():
     activations = torch.rand(2, 8, 14, 14)
-    picture = pictures.feature_maps(activations, STYLE)
+    picture = draw.feature_maps(activations, STYLE)
     assert picture.shape == (3, side(2, 84), side(8, 84))
-    assert torch.equal(tile(picture, 1, 5, 84), pictures.grid(activations[1, 5][None], 1, STYLE))
+    assert torch.equal(tile(picture, 1, 5, 84), draw.grid(activations[1, 5][None], 1, STYLE))
 
 
 def test_titled_adds_a_band_with_the_text_above_the_picture():
-    picture = pictures.conv1_kernels(torch.randn(4, 1, 5, 5), STYLE)
-    image = pictures.titled(picture, "conv1 kernels · predicted 6 (99.97%)", STYLE)
+    picture = draw.conv1_kernels(torch.randn(4, 1, 5, 5), STYLE)
+    image = draw.titled(picture, "conv1 kernels · predicted 6 (99.97%)", STYLE)
     assert image.size == (side(4, 80), side(1, 80) + 24)
     pixels = np.asarray(image)
     assert pixels[:24].min() < 100  # dark text was drawn on the white band
-    assert np.array_equal(pixels[24:], np.asarray(pictures.to_pil(picture)))
+    assert np.array_equal(pixels[24:], np.asarray(draw.to_pil(picture)))
 
 
 def test_error_curves_plot_both_series_against_checks():
-    figure = pictures.error_curves([9.0, 5.0, 3.0], [10.0, 6.0, 4.5], checks_label="validation check")
+    figure = draw.error_curves([9.0, 5.0, 3.0], [10.0, 6.0, 4.5], checks_label="validation check")
     (axes,) = figure.axes
     train, val = axes.get_lines()
     assert list(train.get_xdata()) == [1, 2, 3] and list(train.get_ydata()) == [9.0, 5.0, 3.0]
     assert list(val.get_ydata()) == [10.0, 6.0, 4.5]
-    picture = pictures.rendered(figure)
+    picture = draw.rendered(figure)
     assert picture.shape == (3, 400, 600) and 0 <= picture.min() and picture.max() <= 1
     assert picture[:, 0, 0].tolist() == [1.0, 1.0, 1.0]  # white background, drawn without a display
 

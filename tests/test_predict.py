@@ -7,12 +7,12 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import run_entry
-from convlens.cli import PROJECT_ROOT
+from convlens.cli.entry import PROJECT_ROOT
 from convlens.errors import ConvlensError
-from convlens.images import load_digit
+from convlens.data.own_images import load_digit
 from convlens.models.classifier import ConvNetClassifier
-from convlens.predicting import classify, conversion_for, image_paths
-from convlens.training import train
+from convlens.tasks.predict import classify, conversion_for, image_paths
+from convlens.tasks.train import train
 from digit_folders import write_digit_folder
 
 PREPROCESS = OmegaConf.load(PROJECT_ROOT / "conf" / "preprocess" / "mnist.yaml")

@@ -16,14 +16,14 @@ import pytest
 import torch
 
 from conftest import compose_config, run_entry
-from convlens.checkpoints import checked_checkpoint_path
-from convlens.cli import PROJECT_ROOT, hydra_error_line, print_error, shell_override
+from convlens.faults.checkpoints import checked_checkpoint_path
+from convlens.cli.entry import PROJECT_ROOT, hydra_error_line, print_error, shell_override
 from convlens.errors import ConvlensError
-from convlens.hydra_callbacks import refuse_a_used_sweep_dir
-from convlens.predicting import image_paths
-from convlens.sweep_report import build_report, write_report
-from convlens.training import train
-from convlens.visualizing import output_folder
+from convlens.sweeps.hydra_callback import refuse_a_used_sweep_dir
+from convlens.tasks.predict import image_paths
+from convlens.sweeps.report import build_report, write_report
+from convlens.tasks.train import train
+from convlens.tasks.visualize import output_folder
 from digit_folders import write_digit_folder
 from test_config_errors import hydra_error
 
@@ -146,14 +146,6 @@ def test_ctrl_c_while_starting_is_one_line():
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines() in ([], ["interrupted (Ctrl-C); nothing was run or saved after this point"])
     assert process.returncode in (-signal.SIGINT, 128 + signal.SIGINT)
-
-
-@pytest.mark.slow
-def test_picture_overhead_help_prints_its_usage():
-    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "picture_overhead.py"), "--help"],
-                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")})
-    assert result.returncode == 0 and "Traceback" not in result.stderr
-    assert "python scripts/picture_overhead.py" in result.stdout
 
 
 def fake_sweep(sweep: Path) -> Path:

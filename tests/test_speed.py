@@ -11,9 +11,9 @@ import torch
 from pytorch_lightning import seed_everything
 
 from conftest import compose_config
-from convlens.cli import PROJECT_ROOT
+from convlens.cli.entry import PROJECT_ROOT
 from convlens.data.mnist_datamodule import MNISTDataModule
-from convlens.training import train
+from convlens.tasks.train import train
 
 pytestmark = pytest.mark.slow
 

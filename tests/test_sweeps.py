@@ -19,11 +19,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from conftest import compose_config, run_entry
-from convlens.cli import PROJECT_ROOT
+from convlens.cli.entry import PROJECT_ROOT
 from convlens.errors import ConvlensError
-from convlens.multirun import check_strategy_for_multirun
-from convlens.sweep_report import build_report
-from convlens.training import build_trainer
+from convlens.sweeps.multirun import check_strategy_for_multirun
+from convlens.sweeps.report import build_report
+from convlens.tasks.train import build_trainer
 
 SRC = {"PYTHONPATH": str(PROJECT_ROOT / "src")}  # launcher workers import this checkout's convlens too
 
@@ -181,7 +181,7 @@ def test_threads_are_set_again_after_lightnings_ddp_launcher_changed_them():
     script = """
 import json, os, torch
 from lightning_fabric.utilities.distributed import _set_num_threads_if_needed
-from convlens.threads import START_THREADS, set_threads
+from convlens.cli.threads import START_THREADS, set_threads
 _set_num_threads_if_needed(num_processes=64)  # what DDP's launcher does to the process that starts it
 leaked = [torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")]
 print(json.dumps({"start": START_THREADS, "leaked": leaked, "restored": set_threads(None),

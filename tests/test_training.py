@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import run_entry
-from convlens.training import train
+from convlens.tasks.train import train
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ from typing import Any
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from convlens.cli import shell_override
-from convlens.run_log import log
+from convlens.cli.entry import shell_override
+from convlens.cli.run_log import log
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

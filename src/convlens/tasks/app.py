@@ -1,7 +1,7 @@
 """What ``src/app.py`` does: a local page where a digit you draw, upload or pick from MNIST's test set goes
 through one or two checkpoints, and what they see is redrawn at every stroke.
 
-Every picture comes from ``convlens.pictures``, the functions TensorBoard and ``src/visualize.py`` draw with, and
+Every picture comes from ``convlens.pictures.draw``, the functions TensorBoard and ``src/visualize.py`` draw with, and
 a drawing or upload becomes the network's input as ``src/predict.py`` converts a file. Gradio serves the page
 on the configured host only, with telemetry, its version check and share links off, and its fonts served by the
 app itself, so the page makes no request outside this machine.
@@ -25,16 +25,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from PIL import Image
 
-from convlens import pictures
-from convlens.checkpoints import load_classifier, resolve_checkpoint
-from convlens.cli import print_error
-from convlens.config_checks import check_settings
+from convlens.pictures import draw
+from convlens.faults.checkpoints import load_classifier, resolve_checkpoint
+from convlens.cli.entry import print_error
+from convlens.cli.config_checks import check_settings
 from convlens.errors import ConvlensError
-from convlens.images import load_digit, mnist_style
+from convlens.data.own_images import load_digit, mnist_style
 from convlens.models.classifier import ConvNetClassifier
-from convlens.predicting import class_names
-from convlens.threads import set_threads
-from convlens.training import training_runs
+from convlens.tasks.predict import class_names
+from convlens.cli.threads import set_threads
+from convlens.tasks.train import training_runs
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read by gradio: no telemetry and no version check on PyPI
 try:
@@ -105,8 +105,8 @@ class LiveLook:
                 f"{self.preprocess['size']}x{self.preprocess['size']} grayscale digits; "
                 "pass a checkpoint trained with data=mnist")
         return Lens(path, model, class_names(model),
-                    pictures.to_pil(pictures.conv1_kernels(model.net.conv1.weight, self.style)),
-                    pictures.to_pil(pictures.conv2_kernels(model.net.conv2.weight, self.style)))
+                    draw.to_pil(draw.conv1_kernels(model.net.conv1.weight, self.style)),
+                    draw.to_pil(draw.conv2_kernels(model.net.conv2.weight, self.style)))
 
     def from_drawing(self, data_url: str | None) -> Digit | None:
         """The sketchpad's strokes (dark on white) as MNIST sees digits; None while nothing is drawn."""
@@ -145,7 +145,7 @@ class LiveLook:
         return random.randrange(len(self.test_set))
 
     def input_picture(self, digit: Digit) -> Image.Image:
-        return pictures.to_pil(pictures.input_images(digit.pixels[None], self.style))
+        return draw.to_pil(draw.input_images(digit.pixels[None], self.style))
 
     @torch.no_grad()
     def seen(self, lens: Lens, digit: Digit) -> tuple[dict[str, float], Image.Image, Image.Image]:
@@ -155,8 +155,8 @@ class LiveLook:
         conv1_maps, conv2_maps = lens.model.net.features(batch)
         best = probabilities.topk(min(self.top_k, len(lens.classes)))
         top = {lens.classes[int(i)]: float(p) for p, i in zip(best.values, best.indices)}
-        return (top, pictures.to_pil(pictures.feature_maps(conv1_maps, self.style)),
-                pictures.to_pil(pictures.feature_maps(conv2_maps, self.style)))
+        return (top, draw.to_pil(draw.feature_maps(conv1_maps, self.style)),
+                draw.to_pil(draw.feature_maps(conv2_maps, self.style)))
 
     def side(self, ckpt_path: str, digit: Digit | None) -> list[Any]:
         """One checkpoint column's status line, prediction and feature maps (empty without a checkpoint)."""

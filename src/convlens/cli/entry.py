@@ -16,10 +16,10 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 from rich.markup import escape
 
 from convlens.errors import ConvlensError
-from convlens.resolvers import register_resolvers
-from convlens.run_log import error_console, join_run_log, log_failure
+from convlens.cli.resolvers import register_resolvers
+from convlens.cli.run_log import error_console, join_run_log, log_failure
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]  # src/convlens/cli/entry.py -> the checkout
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
 
 # The user's HYDRA_FULL_ERROR, kept aside while Hydra composes the config (see ``run_hydra``).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pytorch_lightning import Callback, LightningModule, Trainer
 
-from convlens.run_log import log
+from convlens.cli.run_log import log
 
 
 class ProgressLog(Callback):

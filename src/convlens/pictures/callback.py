@@ -23,9 +23,9 @@ import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from convlens import pictures
+from convlens.pictures import draw
 from convlens.errors import ConvlensError
-from convlens.pictures import PictureStyle
+from convlens.pictures.draw import PictureStyle
 
 CONVS = ("conv1", "conv2")
 
@@ -77,13 +77,13 @@ class ConvNetPictures(Callback):
             return
         self.log_pictures(trainer, pl_module)
         drawn = self.draw(pl_module, self.style)
-        curves = pictures.rendered(pictures.error_curves(self.train_err, self.val_err, "validation check"))
+        curves = draw.rendered(draw.error_curves(self.train_err, self.val_err, "validation check"))
         writer = tensorboard_writer(trainer)
         if writer is not None:
             writer.add_image("error_curves", curves, global_step=trainer.global_step)
         run_dir = Path(trainer.default_root_dir)
         for name, picture in {**drawn, "error_curves": curves}.items():
-            pictures.save_png(picture, run_dir / f"{name.replace('/', '_')}.png")
+            draw.save_png(picture, run_dir / f"{name.replace('/', '_')}.png")
 
     def log_pictures(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, torch.Tensor]:
         """Log every picture of the model as it is now, unless this step already has them."""
@@ -108,11 +108,11 @@ class ConvNetPictures(Callback):
         finally:
             net.train(was_training)
         return {
-            "kernels/conv1": pictures.conv1_kernels(net.conv1.weight, style),
-            "kernels/conv2": pictures.conv2_kernels(net.conv2.weight, style),
-            "feature_maps/conv1": pictures.feature_maps(conv1_maps, style),
-            "feature_maps/conv2": pictures.feature_maps(conv2_maps, style),
-            "probe/image": pictures.input_images(self.probes, style),
+            "kernels/conv1": draw.conv1_kernels(net.conv1.weight, style),
+            "kernels/conv2": draw.conv2_kernels(net.conv2.weight, style),
+            "feature_maps/conv1": draw.feature_maps(conv1_maps, style),
+            "feature_maps/conv2": draw.feature_maps(conv2_maps, style),
+            "probe/image": draw.input_images(self.probes, style),
         }
 
     def state_dict(self) -> dict[str, Any]:

@@ -9,12 +9,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.markup import escape
 
-from convlens import pictures
-from convlens.checkpoints import load_classifier
-from convlens.config_checks import check_settings
+from convlens.pictures import draw
+from convlens.faults.checkpoints import load_classifier
+from convlens.cli.config_checks import check_settings
 from convlens.errors import ConvlensError
-from convlens.images import load_digit
-from convlens.run_log import log_config, say
+from convlens.data.own_images import load_digit
+from convlens.cli.run_log import log_config, say
 
 
 def chosen_image(cfg: DictConfig) -> tuple[torch.Tensor, str]:
@@ -52,15 +52,15 @@ def visualize(cfg: DictConfig) -> dict[str, Path]:
     prediction = f"predicted {digit} ({float(probabilities[digit]):.2%})"
     style = instantiate(cfg.picture)
     drawn = {  # file name: (title, picture); the kernels do not depend on the image, so their titles skip its name
-        "kernels_conv1": (f"conv1 kernels · {prediction}", pictures.conv1_kernels(model.net.conv1.weight, style)),
+        "kernels_conv1": (f"conv1 kernels · {prediction}", draw.conv1_kernels(model.net.conv1.weight, style)),
         "kernels_conv2": (f"conv2 kernels, a row per input channel · {prediction}",
-                          pictures.conv2_kernels(model.net.conv2.weight, style)),
-        "feature_maps_conv1": (f"conv1 feature maps · {name}: {prediction}", pictures.feature_maps(conv1_maps, style)),
-        "feature_maps_conv2": (f"conv2 feature maps · {name}: {prediction}", pictures.feature_maps(conv2_maps, style)),
-        "input": (prediction, pictures.input_images(image[None], style)),
+                          draw.conv2_kernels(model.net.conv2.weight, style)),
+        "feature_maps_conv1": (f"conv1 feature maps · {name}: {prediction}", draw.feature_maps(conv1_maps, style)),
+        "feature_maps_conv2": (f"conv2 feature maps · {name}: {prediction}", draw.feature_maps(conv2_maps, style)),
+        "input": (prediction, draw.input_images(image[None], style)),
     }
     out_dir = output_folder(cfg)
-    written = {key: pictures.save_png(pictures.titled(picture, title, style), out_dir / f"{key}.png")
+    written = {key: draw.save_png(draw.titled(picture, title, style), out_dir / f"{key}.png")
                for key, (title, picture) in drawn.items()}
     say(f"{escape(name)}: {prediction}; pictures in {escape(str(out_dir))}")
     return written

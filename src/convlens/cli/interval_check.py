@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pytorch_lightning import Callback, LightningModule, Trainer
 
-from convlens.config_checks import check_interval_fits, limited
+from convlens.cli.config_checks import check_interval_fits, limited
 
 
 class ValCheckIntervalFitsTheEpoch(Callback):

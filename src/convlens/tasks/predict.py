@@ -18,13 +18,13 @@ from PIL import Image
 from rich.markup import escape
 from rich.table import Table
 
-from convlens.checkpoints import load_classifier
-from convlens.config_checks import check_settings
+from convlens.faults.checkpoints import load_classifier
+from convlens.cli.config_checks import check_settings
 from convlens.data.imagefolder_datamodule import folder_transform
 from convlens.errors import ConvlensError
-from convlens.images import load_digit, open_checked
+from convlens.data.own_images import load_digit, open_checked
 from convlens.models.classifier import ConvNetClassifier
-from convlens.run_log import log_config, say
+from convlens.cli.run_log import log_config, say
 
 CONVERSIONS = ("auto", "digit", "resize")
 
@@ -81,7 +81,7 @@ def conversion_for(model: ConvNetClassifier, convert: str) -> str:
 
 
 def load_image(path: Path, conversion: str, image_size: int, preprocess: DictConfig) -> torch.Tensor:
-    """(1, image_size, image_size) in [0, 1]; unreadable files raise the one-line errors of ``convlens.images``."""
+    """(1, image_size, image_size) in [0, 1]; unreadable files raise the one-line errors of ``convlens.data.own_images``."""
     if conversion == "digit":
         return load_digit(path, **{**preprocess, "size": image_size})
     with open_checked(path, int(preprocess.max_pixels)) as image:

@@ -10,7 +10,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.console import Console
 
-from convlens.cli import print_error, shell_override
+from convlens.cli.entry import print_error, shell_override
 from convlens.errors import ConvlensError
 
 
@@ -48,7 +48,7 @@ class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.enabled:
             return
-        from convlens.sweep_report import build_report, print_report, write_report  # matplotlib: only when needed
+        from convlens.sweeps.report import build_report, print_report, write_report  # matplotlib: only when needed
 
         report = build_report(Path(config.hydra.sweep.dir), config.get("optimized_metric") or "val/acc_best")
         write_report(report)

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from convlens.errors import ConvlensError
-from convlens.multirun import ERROR_FILE
+from convlens.sweeps.multirun import ERROR_FILE
 
 METRICS = ("val/acc_best", "test/acc", "wall_seconds")  # the report's columns, from each job's metrics.json
 GROUPED_OUT = ("seed",)  # overrides that repeat a setting rather than change it
@@ -83,10 +83,10 @@ def split_override(item: str) -> tuple[str, str]:
 def find_jobs(sweep_dir: Path) -> list[Job]:
     if not sweep_dir.is_dir():
         raise ConvlensError(f"sweep dir {sweep_dir} does not exist; pass a multirun dir such as "
-                            "logs/train/multiruns/<time>")
+                            "logs/train/multiruns/<date>_<time>_<pid>")
     if (sweep_dir / ".hydra").is_dir():  # a run's own folder: a multirun's .hydra/ folders are one level down
         raise ConvlensError(f"{sweep_dir} is a single run's folder, not a multirun; pass a multirun dir such as "
-                            "logs/train/multiruns/<time>")
+                            "logs/train/multiruns/<date>_<time>_<pid>")
     jobs = []
     for overrides_file in sweep_dir.rglob(".hydra/overrides.yaml"):
         job_dir = overrides_file.parent.parent
@@ -101,7 +101,7 @@ def find_jobs(sweep_dir: Path) -> list[Job]:
         ))
     if not jobs:
         raise ConvlensError(f"{sweep_dir} holds no jobs (no <job>/.hydra/overrides.yaml); pass a multirun dir "
-                            "such as logs/train/multiruns/<time>")
+                            "such as logs/train/multiruns/<date>_<time>_<pid>")
     return sorted(jobs, key=lambda job: (len(job.name), job.name))  # 2 before 10
 
 

@@ -18,14 +18,14 @@ from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from rich.markup import escape
 
-from convlens.callbacks.interval_check import ValCheckIntervalFitsTheEpoch
-from convlens.callbacks.progress_log import ProgressLog
-from convlens.checkpoints import checkpoint_to_resume, load_classifier, resolve_checkpoint
-from convlens.config_checks import check_eval_config, check_train_config
-from convlens.hparams_summary import log_hparams_with_metrics
-from convlens.multirun import check_strategy_for_multirun
-from convlens.run_log import log_config, say
-from convlens.threads import set_threads
+from convlens.cli.interval_check import ValCheckIntervalFitsTheEpoch
+from convlens.cli.progress_log import ProgressLog
+from convlens.faults.checkpoints import checkpoint_to_resume, load_classifier, resolve_checkpoint
+from convlens.cli.config_checks import check_eval_config, check_train_config
+from convlens.sweeps.hparams_summary import log_hparams_with_metrics
+from convlens.sweeps.multirun import check_strategy_for_multirun
+from convlens.cli.run_log import log_config, say
+from convlens.cli.threads import set_threads
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:

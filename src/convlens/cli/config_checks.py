@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from convlens.config_rules import RULES
+from convlens.cli.config_rules import RULES
 from convlens.errors import ConvlensError
 
 GPU_ACCELERATORS = {"gpu", "cuda"}
@@ -60,7 +60,7 @@ def settings(node: DictConfig, prefix: str = "") -> Iterator[tuple[str, Any, str
 
 
 def check_settings(cfg: DictConfig) -> None:
-    """Every key declared in ``convlens.config_rules`` holds a value of its type and range.
+    """Every key declared in ``convlens.cli.config_rules`` holds a value of its type and range.
 
     Values set directly are checked before interpolated ones, so that the key a user typed is the one named.
     Keys added with ``+key=value`` have no declaration and are left to whatever reads them.

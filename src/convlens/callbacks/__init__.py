@@ -1,1 +1,0 @@
-"""Lightning callbacks that belong to convlens (the generic ones come from Lightning itself)."""
