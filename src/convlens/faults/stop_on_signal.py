@@ -45,7 +45,7 @@ class StopOnSignal(Callback):
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C: Lightning's immediate shutdown
         self.received = signum
-        line = (f"{signal.Signals(signum).name}: saving a checkpoint after this batch, then stopping "
+        line = (f"{signal.Signals(signum).name}: saving a checkpoint once the steps under way end, then stopping "
                 "(Ctrl-C again: stop now, saving nothing)")
         sys.stderr.write(f"\n{line}\n")
         log.warning(line)

@@ -109,8 +109,8 @@ class StepChunks(Callback):
                                 "hands over several batches per call; set model.steps_per_call=1")
         if str(trainer.precision).startswith("16"):
             raise ConvlensError(
-                f"trainer.precision={trainer.precision} scales the loss in Lightning's per-step backward, which "
-                "several steps per call leave out; use trainer.precision=bf16-mixed, or model.steps_per_call=1")
+                f"trainer.precision={trainer.precision} unscales gradients in Lightning's per-step optimizer step, "
+                "which several steps per call leave out; use trainer.precision=bf16-mixed, or model.steps_per_call=1")
         plan = ChunkPlan.for_trainer(trainer, datamodule.train_steps_per_epoch(), self.steps_per_call)
         trainer.limit_train_batches = plan.calls_per_epoch
         trainer.val_check_interval = plan.val_every_steps // plan.steps_per_call
@@ -153,7 +153,7 @@ def one_step(module: ConvNetClassifier, optimizer: LightningOptimizer, x: torch.
              y: torch.Tensor) -> torch.Tensor:
     """One optimizer step on the plain torch optimizer, replayed from a CUDA graph where one can run.
 
-    Lightning's per-step hooks (on_before_backward, on_after_backward, on_before_optimizer_step) are what a
+    Lightning's per-step optimizer hooks (on_before_optimizer_step and its precision plugin's step) are what a
     chunk leaves out; its step counters still advance, through the callables its manual loop gives each
     LightningOptimizer for exactly that.
     """

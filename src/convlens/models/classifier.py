@@ -106,18 +106,19 @@ class ConvNetClassifier(LightningModule):
         """One step of the tutorial: forward, loss, backward, SGD update. Returns the detached loss."""
         loss = self.train_metrics_update(*self.loss_and_predictions((x, y)))
         optimizer.zero_grad()
-        loss.backward()
+        self.manual_backward(loss)  # through the strategy: under DDP it prepares this backward's all-reduce
         optimizer.step()
         return loss.detach()
 
     def on_train_start(self) -> None:
         self.val_acc.reset()  # the sanity check's validation must not count (val_acc_best skips it too)
         if self.hparams.cuda_graphs and not self.graphs_can_run():
-            rank_zero_info(f"model.cuda_graphs=true needs a GPU and trainer.precision=32-true (here: "
-                           f"{self.device.type}, {self.trainer.precision}); training steps run eagerly")
+            rank_zero_info(f"model.cuda_graphs=true needs one GPU and trainer.precision=32-true (here: "
+                           f"{self.trainer.world_size} x {self.device.type}, {self.trainer.precision}); training "
+                           "steps run eagerly")
 
     def graphs_can_run(self) -> bool:
-        return self.device.type == "cuda" and self.trainer.precision == "32-true"
+        return self.device.type == "cuda" and self.trainer.precision == "32-true" and self.trainer.world_size == 1
 
     def train_metrics_update(self, loss: torch.Tensor, preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # Metric updates only, no host sync; the epoch's loss and accuracy are logged in on_train_epoch_end.
