@@ -98,7 +98,7 @@ def test_layout_lists_every_module_and_folder():
 # Commands that cannot run in a test, each with the reason; every other command shown is run.
 def skip_reason(tokens: list[str]) -> str | None:
     program = Path(tokens[0]).name
-    if program == "make" and tokens[1] in ("test", "test-fast"):
+    if program == "make" and tokens[1] in ("test", "test-fast") or tokens[1:3] == ["-m", "pytest"]:
         return "the test suite this test belongs to"
     if program == "make" and tokens[1] == "app" or any(token.endswith("src/app.py") for token in tokens):
         return "the app is a server that runs until it is stopped (its own tests start and query it)"
@@ -108,7 +108,7 @@ def skip_reason(tokens: list[str]) -> str | None:
         return "submits jobs to a SLURM cluster"
     if "trainer=ddp" in tokens:
         return "needs several GPUs"
-    if "trainer=gpu" in tokens and not torch.cuda.is_available():
+    if ("trainer=gpu" in tokens or "cuda" in tokens) and not torch.cuda.is_available():
         return "needs a GPU"
     return None
 
