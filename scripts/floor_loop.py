@@ -7,6 +7,7 @@ batches, a test on 5000..9999: as ``tutorial_loop.py``, but every image is decod
 device and there is no framework, DataLoader or logging around the loop. ``--graph`` (CUDA only) captures the
 whole step (forward, backward, SGD) once in a CUDA graph and replays it; a graph has one shape, so the epoch's
 last, partial batch is skipped there. The benchmark (``scripts/benchmark.py``) runs it beside A and B.
+Run from anywhere: Python puts this script's folder, and so ``tutorial_loop``, on the import path.
 """
 
 import argparse
@@ -18,26 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tutorial_loop import ConvNet  # the tutorial's network, exactly as side A trains it
 
 BATCH = 64
 VAL, TEST = range(0, 5000), range(5000, 10_000)
-
-
-class ConvNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 4, 5, padding=2)
-        self.pool = nn.MaxPool2d(2)
-        self.conv2 = nn.Conv2d(4, 8, 5, padding=2)
-        self.fc1 = nn.Linear(8 * 7 * 7, 512)
-        self.dropout = nn.Dropout(0.5)
-        self.fc2 = nn.Linear(512, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(F.relu(self.conv1(x)))  # (N, 4, 14, 14)
-        x = self.pool(F.relu(self.conv2(x)))  # (N, 8, 7, 7)
-        x = self.dropout(F.relu(self.fc1(x.flatten(1))))  # (N, 512)
-        return F.log_softmax(self.fc2(x), dim=1)  # (N, 10)
 
 
 def idx_file(path: Path, header: int) -> np.ndarray:
