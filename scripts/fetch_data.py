@@ -8,7 +8,7 @@ import sys
 
 from rich.console import Console
 
-from convlens.cli.entry import PROJECT_ROOT
+from convlens.cli.entry import PROJECT_ROOT, print_error
 from convlens.data.mnist_files import MNIST_MD5, ensure_mnist
 from convlens.errors import ConvlensError
 
@@ -21,7 +21,7 @@ def main() -> int:
     try:
         raw = ensure_mnist(args.data_dir)
     except ConvlensError as error:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {error}", soft_wrap=True, highlight=False)
+        print_error(str(error))
         return 1
     console.print(f"MNIST ready in {raw} ({len(MNIST_MD5)} files, MD5 verified)", highlight=False)
     return 0

@@ -28,7 +28,7 @@ class MNISTDataModule(LightningDataModule):
         val_size: int = 5000,
         in_memory: bool = True,
         num_workers: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool = True,
     ) -> None:
         super().__init__()
         if not 1 <= val_size < MNIST_TEST_SIZE:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from convlens.errors import ConvlensError
+from convlens.faults.atomic_files import replaced_atomically
 
 # MD5 of each uncompressed file, as published with MNIST and checked by torchvision.
 MNIST_MD5 = {
@@ -73,19 +74,6 @@ def bad_files(directory: Path) -> dict[str, str]:
         elif md5_of(path) != expected:
             problems[name] = f"MD5 {md5_of(path)} is not {expected} (corrupted or truncated)"
     return problems
-
-
-def write_atomically(path: Path, payload: bytes) -> None:
-    """Write beside the target, then rename: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(handle.name, 0o666 & ~umask)  # a temporary file is private; the data file is not
-    os.replace(handle.name, path)
 
 
 def idx_images(images: np.ndarray) -> bytes:
@@ -141,7 +129,8 @@ def install_verified(files: dict[str, bytes], target: Path) -> None:
         if digest != MNIST_MD5[name]:
             raise ValueError(f"{name} has MD5 {digest}, expected {MNIST_MD5[name]}")
     for name, payload in files.items():
-        write_atomically(target / name, payload)
+        with replaced_atomically(target / name) as temporary:
+            temporary.write_bytes(payload)
 
 
 @dataclass(frozen=True)

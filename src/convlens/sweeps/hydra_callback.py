@@ -8,7 +8,6 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
-from rich.console import Console
 
 from convlens.cli.entry import print_error, shell_override
 from convlens.errors import ConvlensError
@@ -55,7 +54,6 @@ class SweepReport(Callback):
         print_report(report)
         if report.failed:
             names = "; ".join(f"job {job.name} ({' '.join(job.overrides) or 'no overrides'})" for job in report.failed)
-            Console(stderr=True).print(f"[bold red]error:[/bold red] {len(report.failed)} of {report.n_jobs} "
-                                       f"jobs failed or wrote no metrics.json: {names}; see {report.sweep_dir}/report.md",
-                                       soft_wrap=True, highlight=False)
+            print_error(f"{len(report.failed)} of {report.n_jobs} jobs failed or wrote no metrics.json: {names}; "
+                        f"see {report.sweep_dir}/report.md")
             sys.exit(1)

@@ -10,10 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import statistics
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from convlens.errors import ConvlensError
+from convlens.faults.atomic_files import replaced_atomically
 from convlens.sweeps.multirun import ERROR_FILE
 
 METRICS = ("val/acc_best", "test/acc", "wall_seconds")  # the report's columns, from each job's metrics.json
@@ -256,7 +254,7 @@ def write_plot(report: SweepReport, path: Path) -> None:
     axes[0][0].set_ylabel(f"{report.metric} (%)" if percent(report.metric) else report.metric)
     figure.suptitle(f"{report.metric}: {len(finished)} of {report.n_jobs} jobs", fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, format="png")
 
 
 def as_number(value: str | None) -> float | None:
@@ -267,22 +265,12 @@ def as_number(value: str | None) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def write_atomically(write: Callable[[SweepReport, Path], None], report: SweepReport, path: Path) -> None:
-    """Write to a temporary file beside ``path``, then rename it: a crash never leaves half a report."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        write(report, Path(temporary))
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-
-
 def write_report(report: SweepReport) -> dict[str, Path]:
     """report.md, report.csv and report.png in the sweep dir."""
     paths = {suffix: report.sweep_dir / f"report.{suffix}" for suffix in ("md", "csv", "png")}
     for write, suffix in ((write_markdown, "md"), (write_csv, "csv"), (write_plot, "png")):
-        write_atomically(write, report, paths[suffix])
+        with replaced_atomically(paths[suffix]) as temporary:  # a crash never leaves half a report
+            write(report, temporary)
     return paths
 
 
