@@ -6,7 +6,9 @@ import difflib
 import os
 import re
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,9 +17,9 @@ from hydra.errors import ConfigCompositionException, HydraException, MissingConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 from rich.markup import escape
 
-from convlens.errors import ConvlensError
 from convlens.cli.resolvers import register_resolvers
 from convlens.cli.run_log import error_console, join_run_log, log_failure
+from convlens.errors import ConvlensError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]  # src/convlens/cli/entry.py -> the checkout
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
@@ -59,6 +61,13 @@ def convlens_error_in(error: BaseException | None) -> ConvlensError | None:
     return error
 
 
+def task_begins() -> None:
+    """From here Ctrl-C is a KeyboardInterrupt again (printed as one line); while starting, cli/startup.py's
+    handler ended the process at once."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def report_errors(task: Callable[[], T]) -> T:
     """Run ``task``; a ConvlensError becomes one red line on stderr and exit code 1 (HYDRA_FULL_ERROR=1: traceback).
 
@@ -66,6 +75,7 @@ def report_errors(task: Callable[[], T]) -> T:
     """
     restore_user_full_error()
     join_run_log()
+    task_begins()
     try:
         return task()
     except Exception as raised:

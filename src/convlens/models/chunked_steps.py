@@ -121,7 +121,7 @@ class StepChunks(Callback):
         # ModelCheckpoint asks manual-optimization modules for the weights before the step; the weights after
         # it, which it saves, are the ones a resume needs.
         warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization")
-        if trainer.log_every_n_steps > plan.steps_per_epoch:
+        if trainer.log_every_n_steps > plan.steps_per_epoch and not trainer.fast_dev_run:
             rank_zero_warn(f"an epoch has {plan.steps_per_epoch} training steps, fewer than "
                            f"trainer.log_every_n_steps={trainer.log_every_n_steps}: the step loss is written less "
                            "than once an epoch; lower trainer.log_every_n_steps to see it")
