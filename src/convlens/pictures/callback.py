@@ -23,8 +23,8 @@ import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from convlens.pictures import draw
 from convlens.errors import ConvlensError
+from convlens.pictures import draw
 from convlens.pictures.draw import PictureStyle
 
 CONVS = ("conv1", "conv2")

@@ -12,8 +12,8 @@ from hydra.types import RunMode
 from pytorch_lightning import Trainer
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from convlens.cli.entry import convlens_error_in, print_error, report_errors, restore_user_full_error
-from convlens.errors import ConvlensError
 from convlens.cli.run_log import join_run_log, log_failure
+from convlens.errors import ConvlensError
 
 T = TypeVar("T")
 ERROR_FILE = "error.txt"  # a failed job's one-line reason, in its own dir; the sweep report shows it

@@ -25,15 +25,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from PIL import Image
 
-from convlens.pictures import draw
-from convlens.faults.checkpoints import load_classifier, resolve_checkpoint
-from convlens.cli.entry import print_error
 from convlens.cli.config_checks import check_settings
-from convlens.errors import ConvlensError
-from convlens.data.own_images import load_digit, mnist_style
-from convlens.models.classifier import ConvNetClassifier
-from convlens.tasks.predict import class_names
+from convlens.cli.entry import print_error
 from convlens.cli.threads import set_threads
+from convlens.data.own_images import load_digit, mnist_style
+from convlens.errors import ConvlensError
+from convlens.faults.checkpoints import load_classifier, resolve_checkpoint
+from convlens.models.classifier import ConvNetClassifier
+from convlens.pictures import draw
+from convlens.tasks.predict import class_names
 from convlens.tasks.train import training_runs
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read by gradio: no telemetry and no version check on PyPI

@@ -18,13 +18,13 @@ from PIL import Image
 from rich.markup import escape
 from rich.table import Table
 
-from convlens.faults.checkpoints import load_classifier
 from convlens.cli.config_checks import check_settings
-from convlens.data.imagefolder_datamodule import folder_transform
-from convlens.errors import ConvlensError
-from convlens.data.own_images import load_digit, open_checked
-from convlens.models.classifier import ConvNetClassifier
 from convlens.cli.run_log import log_config, say
+from convlens.data.imagefolder_datamodule import folder_transform
+from convlens.data.own_images import load_digit, open_checked
+from convlens.errors import ConvlensError
+from convlens.faults.checkpoints import load_classifier
+from convlens.models.classifier import ConvNetClassifier
 
 CONVERSIONS = ("auto", "digit", "resize")
 

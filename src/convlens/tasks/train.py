@@ -18,14 +18,15 @@ from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from rich.markup import escape
 
+from convlens.cli.config_checks import check_eval_config, check_train_config
 from convlens.cli.interval_check import ValCheckIntervalFitsTheEpoch
 from convlens.cli.progress_log import ProgressLog
-from convlens.faults.checkpoints import checkpoint_to_resume, load_classifier, resolve_checkpoint
-from convlens.cli.config_checks import check_eval_config, check_train_config
-from convlens.sweeps.hparams_summary import log_hparams_with_metrics
-from convlens.sweeps.multirun import check_strategy_for_multirun
 from convlens.cli.run_log import log_config, say
 from convlens.cli.threads import set_threads
+from convlens.faults.checkpoints import checkpoint_to_resume, load_classifier, resolve_checkpoint
+from convlens.faults.spawned_processes import EndProcessGroup
+from convlens.sweeps.hparams_summary import log_hparams_with_metrics
+from convlens.sweeps.multirun import check_strategy_for_multirun
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -96,6 +97,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # tutorial's loop times itself; it keeps counting across a resume, since it travels in the checkpoint.
     loop_timer = Timer()
     callbacks = [*instantiate_group(cfg.get("callbacks")), loop_timer, ProgressLog(), ValCheckIntervalFitsTheEpoch()]
+    if str(cfg.trainer.get("strategy")) == "ddp_spawn":
+        callbacks.append(EndProcessGroup())
     trainer = build_trainer(cfg, callbacks, instantiate_group(cfg.get("logger")))
     check_strategy_for_multirun(trainer)
 

@@ -9,12 +9,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.markup import escape
 
-from convlens.pictures import draw
-from convlens.faults.checkpoints import load_classifier
 from convlens.cli.config_checks import check_settings
-from convlens.errors import ConvlensError
-from convlens.data.own_images import load_digit
 from convlens.cli.run_log import log_config, say
+from convlens.data.own_images import load_digit
+from convlens.errors import ConvlensError
+from convlens.faults.checkpoints import load_classifier
+from convlens.pictures import draw
 
 
 def chosen_image(cfg: DictConfig) -> tuple[torch.Tensor, str]:
