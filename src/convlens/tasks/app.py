@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 import logging
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,9 +24,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from PIL import Image
+from rich.markup import escape
 
 from convlens.cli.config_checks import check_settings
 from convlens.cli.entry import print_error
+from convlens.cli.run_log import say
 from convlens.cli.threads import set_threads
 from convlens.data.own_images import load_digit, mnist_style
 from convlens.errors import ConvlensError
@@ -332,7 +334,7 @@ def serve(cfg: DictConfig) -> None:
     for ckpt_path in (cfg.ckpt_path, cfg.compare_ckpt_path):
         if ckpt_path:
             try:
-                print(f"checkpoint {look.lens(str(ckpt_path)).path}", flush=True)
+                say(escape(f"checkpoint {look.lens(str(ckpt_path)).path}"), soft_wrap=True)
             except ConvlensError as error:
                 print_error(f"{error} (the page shows this too; type another checkpoint there)")
     page(look, cfg).launch(
