@@ -24,6 +24,7 @@ from convlens.errors import ConvlensError
 from convlens.models.chunked_steps import AUTO, ChunkPlan, StepChunks, train_chunk
 from convlens.models.convnet import ConvNet
 from convlens.models.cuda_graph_step import GraphedStep
+from convlens.models.resume_position import Stepping, continue_in_new_calls, record_stepping
 
 
 def plain(config: Mapping | None) -> dict | None:
@@ -85,10 +86,23 @@ class ConvNetClassifier(LightningModule):
         # Kept beside the weights, not in them, so checkpoints without it still load strictly.
         if self.val_acc_best.update_called:
             checkpoint["val_acc_best"] = self.val_acc_best.compute().cpu()
+        if self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:
+            record_stepping(checkpoint, self.stepping())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "val_acc_best" in checkpoint:  # a resumed run's best accuracy includes the one before the stop
             self.val_acc_best.update(checkpoint["val_acc_best"].to(self.device))
+        if self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:  # a resume, not a reload
+            continue_in_new_calls(checkpoint, self.stepping())
+
+    def stepping(self) -> Stepping:
+        """How this fit cuts its epochs into calls: what a checkpoint's position in the epoch is counted in."""
+        datamodule = self.trainer.datamodule
+        batch_size = None if datamodule is None else datamodule.hparams.get("batch_size")
+        if self.chunk_plan is not None:
+            return Stepping(self.chunk_plan.steps_per_call, self.chunk_plan.steps_per_epoch, batch_size)
+        batches = self.trainer.num_training_batches  # known once the loader is, after this resume's restore
+        return Stepping(1, int(batches) if isinstance(batches, int) else None, batch_size)
 
     def configure_callbacks(self) -> list[StepChunks]:
         fitting = self.trainer.state.fn == TrainerFn.FITTING
