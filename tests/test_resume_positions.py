@@ -7,6 +7,7 @@ and with other ``model.steps_per_call`` must end with its weights, its step coun
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,24 @@ def test_a_mid_epoch_resume_with_another_batch_size_is_refused_and_one_at_an_epo
         str(refused.value) and "resume with data.batch_size=64" in str(refused.value)
     metrics = run(tmp_path / "end", data_dir, f"ckpt_path={uninterrupted / 'checkpoints' / '200.ckpt'}", "data.batch_size=32")
     assert metrics["steps"] == 400 and metrics["epochs"] == 2
+
+
+def test_a_run_stopped_by_max_steps_goes_on_to_the_epochs_it_asks_for(uninterrupted, tmp_path, data_dir):
+    run(tmp_path / "first", data_dir, "+trainer.max_steps=300")
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 300
+    metrics = run(tmp_path / "then", data_dir, f"ckpt_path={last}")
+    assert metrics["steps"] == STEPS and metrics["epochs"] == 2
+    assert validation_steps(tmp_path / "then") == [step for step in validation_steps(uninterrupted) if step > 300]
+    resumed, whole = weights(tmp_path / "then"), weights(uninterrupted)
+    assert all(torch.equal(resumed[name], whole[name]) for name in whole)
+
+
+def test_resuming_a_finished_run_leaves_its_last_checkpoint_and_training_figures(uninterrupted, tmp_path, data_dir):
+    metrics = run(tmp_path, data_dir, f"ckpt_path={uninterrupted / 'checkpoints' / 'last.ckpt'}")
+    whole = json.loads((uninterrupted / "metrics.json").read_text())
+    assert metrics["steps"] == STEPS
+    assert {key: metrics[key] for key in ("train/loss_epoch", "train/acc")} == \
+        {key: whole[key] for key in ("train/loss_epoch", "train/acc")} and whole["train/acc"] is not None
+    resumed = weights(tmp_path)  # the final step, in this run's own folder
+    assert all(torch.equal(resumed[name], value) for name, value in weights(uninterrupted).items())

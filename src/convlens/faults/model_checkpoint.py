@@ -10,6 +10,7 @@ from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from convlens.lightning_internals import validation_follows
+from convlens.models.resume_position import reopen_an_unfinished_epoch
 
 
 class BestAcrossRunsCheckpoint(ModelCheckpoint):
@@ -51,6 +52,7 @@ class StepCheckpoint(ModelCheckpoint):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._due_after_validation: int | None = None  # the step whose save waits for its validation
+        self._saving_at_fit_end = False
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -68,9 +70,18 @@ class StepCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         super().on_validation_end(trainer, pl_module)
 
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """After the last step, and also when a resumed run had nothing left to train: its folder gets one too."""
         if not self.save_last or trainer.fast_dev_run or self.dirpath is None:
             return
         path = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
-        trainer.save_checkpoint(path)
+        self._saving_at_fit_end = True
+        try:
+            trainer.save_checkpoint(path)
+        finally:
+            self._saving_at_fit_end = False
         self.last_model_path = str(path)
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        if self._saving_at_fit_end:
+            reopen_an_unfinished_epoch(trainer, checkpoint)

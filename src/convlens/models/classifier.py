@@ -72,6 +72,9 @@ class ConvNetClassifier(LightningModule):
         self.val_acc = MulticlassAccuracy(**accuracy)
         self.test_acc = MulticlassAccuracy(**accuracy)
         self.val_acc_best = MaxMetric()
+        # The last finished epoch's train/loss_epoch and train/acc, carried in checkpoints: a resumed run that has
+        # no epoch left to finish still reports them.
+        self.last_epoch_training: dict[str, float] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -86,12 +89,14 @@ class ConvNetClassifier(LightningModule):
         # Kept beside the weights, not in them, so checkpoints without it still load strictly.
         if self.val_acc_best.update_called:
             checkpoint["val_acc_best"] = self.val_acc_best.compute().cpu()
+        checkpoint["last_epoch_training"] = self.last_epoch_training
         if self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:
             record_stepping(checkpoint, self.stepping())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "val_acc_best" in checkpoint:  # a resumed run's best accuracy includes the one before the stop
             self.val_acc_best.update(checkpoint["val_acc_best"].to(self.device))
+        self.last_epoch_training = dict(checkpoint.get("last_epoch_training", {}))
         if self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:  # a resume, not a reload
             continue_in_new_calls(checkpoint, self.stepping())
 
@@ -161,8 +166,9 @@ class ConvNetClassifier(LightningModule):
         if not self.train_loss.update_called:  # resumed from a checkpoint written at the end of this epoch
             return
         # compute() reduces over DDP processes; sync_dist=True only tells Lightning the numbers are already equal.
-        self.log_dict({"train/loss_epoch": self.train_loss.compute(), "train/acc": self.train_acc.compute()},
-                      sync_dist=True)
+        epoch = {"train/loss_epoch": self.train_loss.compute(), "train/acc": self.train_acc.compute()}
+        self.log_dict(epoch, sync_dist=True)
+        self.last_epoch_training = {key: float(value) for key, value in epoch.items()}
         self.train_loss.reset()
         self.train_acc.reset()
 

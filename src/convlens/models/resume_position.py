@@ -15,6 +15,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pytorch_lightning import Trainer
+
 from convlens.errors import ConvlensError
 
 RECORD = "convlens_stepping"  # the checkpoint key; absent from checkpoints of older convlens versions
@@ -84,3 +86,22 @@ def _move_step_count(loop: dict[str, Any], saved_per_call: int, now_per_call: in
         for scope in ("current", "total"):
             steps = automatic["step"][scope]["completed"]
             manual[scope].update(ready=steps, completed=steps)
+
+
+def reopen_an_unfinished_epoch(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
+    """A fit stopped inside an epoch (by ``max_steps``) counts that epoch as done; its checkpoint says it is not.
+
+    Resumed without the step limit, the run then trains the rest of that epoch and the epochs after it, as the
+    settings ask, instead of ending at once.
+    """
+    calls = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+    if not 0 < calls < trainer.num_training_batches:
+        return
+    loop = checkpoint["loops"]["fit_loop"]
+    epochs = loop["epoch_progress"]
+    for scope in ("current", "total"):
+        if epochs[scope]["completed"] == epochs[scope]["ready"]:
+            epochs[scope]["processed"] = epochs[scope]["completed"] = epochs[scope]["ready"] - 1
+    checkpoint["epoch"] = epochs["current"]["completed"]
+    # As a save at a validation's end has it: Lightning adds the last call to its logging step when it resumes.
+    loop["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1

@@ -112,6 +112,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                for key in ("val/acc_best", "train/loss_epoch", "train/acc")}
     if metrics["val/acc_best"] is None and model.val_acc_best.update_called:  # resumed after the last validation
         metrics["val/acc_best"] = round(float(model.val_acc_best.compute()), 6)
+    for key, value in model.last_epoch_training.items():  # resumed after the last epoch ended
+        if metrics[key] is None:
+            metrics[key] = round(value, 6)
 
     if cfg.get("test"):
         checkpoint = trainer.checkpoint_callback
