@@ -108,8 +108,9 @@ def test_the_epoch_loss_weighs_a_short_batch_by_its_images(data_dir, tmp_path):
     metrics = train(compose_config("train", [
         "trainer=cpu", f"paths.data_dir={data_dir}", "callbacks.rich_progress_bar=null",
         "callbacks.convnet_pictures=null", "trainer.enable_model_summary=false", "data=imagefolder",
-        f"data.root={folder}", "data.batch_size=20", "trainer.max_epochs=1", "trainer.val_check_interval=1.0", "trainer.limit_val_batches=1", "test=false",
-        "logger=csv", "trainer.log_every_n_steps=1", "model.optimizer.lr=0.05"], run_dir))
+        f"data.root={folder}", "data.batch_size=20", "trainer.max_epochs=1", "trainer.val_check_interval=1.0",
+        "trainer.limit_val_batches=1", "test=false", "logger=csv", "trainer.log_every_n_steps=1",
+        "model.optimizer.lr=0.05"], run_dir))
     step_losses = [float(row["train/loss"]) for row in logged_rows(run_dir) if row.get("train/loss")]
     sizes = [20, 20, 20, 20, 16]
     assert len(step_losses) == len(sizes)
