@@ -32,8 +32,8 @@ class StandInStream:
         pass
 
 
-def use_cpu_graphs(monkeypatch: pytest.MonkeyPatch) -> list[cuda_graph_step.GraphedStep]:
-    """Swap the stand-in in for this test; returns the list every GraphedStep made meanwhile is added to."""
+def record_graphed_steps(monkeypatch: pytest.MonkeyPatch) -> list[cuda_graph_step.GraphedStep]:
+    """The list every GraphedStep made during this test is added to (their counters show what ran)."""
     made: list[cuda_graph_step.GraphedStep] = []
     original_init = cuda_graph_step.GraphedStep.__init__
 
@@ -42,6 +42,11 @@ def use_cpu_graphs(monkeypatch: pytest.MonkeyPatch) -> list[cuda_graph_step.Grap
         made.append(self)
 
     monkeypatch.setattr(cuda_graph_step.GraphedStep, "__init__", recording_init)
+    return made
+
+
+def use_cpu_graphs(monkeypatch: pytest.MonkeyPatch) -> list[cuda_graph_step.GraphedStep]:
+    """Swap the stand-in in for this test; returns the list every GraphedStep made meanwhile is added to."""
     monkeypatch.setattr(cuda_graph_step, "GRAPH_DEVICE", "cpu")
     monkeypatch.setattr(cuda_graph_step, "capture_graph", StandInGraph)
     monkeypatch.setattr(torch.cuda, "Stream", StandInStream)
@@ -49,4 +54,4 @@ def use_cpu_graphs(monkeypatch: pytest.MonkeyPatch) -> list[cuda_graph_step.Grap
     monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
     monkeypatch.setattr(torch.cuda, "get_rng_state", torch.get_rng_state)
     monkeypatch.setattr(torch.cuda, "set_rng_state", torch.set_rng_state)
-    return made
+    return record_graphed_steps(monkeypatch)
