@@ -22,9 +22,9 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from convlens.errors import ConvlensError
+from convlens.models import cuda_graph_step
 from convlens.models.chunked_steps import AUTO, ChunkPlan, StepChunks, train_chunk
 from convlens.models.convnet import ConvNet
-from convlens.models import cuda_graph_step
 from convlens.models.cuda_graph_step import GraphedStep, optimizer_can_be_captured
 
 
@@ -61,7 +61,7 @@ class ConvNetClassifier(LightningModule):
         self.chunk_plan: ChunkPlan | None = None  # set by StepChunks once the data is known
         self.graphed_step: GraphedStep | None = None  # made at the first full batch, when graphs can run here
         self.graphs_run_here = False  # model.cuda_graphs and nothing here that stops them (on_train_start)
-        self.backward_directly = False  # one device, no loss scaler: nothing for Lightning to do around backward
+        self.backward_directly = False  # one device, no loss scaler: backward() without Lightning's hooks
         self.net = ConvNet(**self.hparams.net)
         num_classes = self.hparams.net.get("num_classes", 10)
         if class_names is not None and len(class_names) != num_classes:
