@@ -90,4 +90,3 @@ else
   say "$trials trials at once: skipped, hydra-joblib-launcher is not installed (see this script's header)"
 fi
 rm -rf "$scratch"
-cat "$summary"
