@@ -44,10 +44,19 @@ def training_runs(cfg: DictConfig) -> Path:
 def prepare_process(cfg: DictConfig) -> None:
     """Thread count and seed: set first, per job, so parallel jobs neither oversubscribe nor share randomness."""
     set_threads(cfg.get("threads"))
-    torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "highest"))
+    set_float32_precision(cfg.get("float32_matmul_precision", "highest"))
     quiet_inapplicable_warnings(cfg)
     if cfg.get("seed") is not None:
         seed_everything(cfg.seed, workers=True)
+
+
+def set_float32_precision(precision: str) -> None:
+    """Matrix products and cuDNN's convolutions alike: torch's setting covers only the products, and cuDNN runs
+    float32 convolutions in TF32 unless told otherwise, so "highest" (exact float32) would not hold for them."""
+    torch.set_float32_matmul_precision(precision)
+    # The legacy switch, as set_float32_matmul_precision itself sets matmul's: mixing it with the newer
+    # fp32_precision API makes torch refuse to read either.
+    torch.backends.cudnn.allow_tf32 = precision != "highest"
 
 
 def quiet_inapplicable_warnings(cfg: DictConfig) -> None:
