@@ -25,6 +25,7 @@ from convlens.errors import ConvlensError
 from convlens.sweeps.search import SearchSettings, sampler_for
 from convlens.sweeps.search_space import grid_choices, search_space
 from convlens.sweeps.study_storage import open_study
+from convlens.sweeps.sweep_dir_claim import claim_sweep_dir
 
 SRC = {"PYTHONPATH": str(PROJECT_ROOT / "src")}
 
@@ -101,3 +102,155 @@ def test_storage_urls_and_their_one_line_refusals(tmp_path):
     with pytest.raises(ConvlensError, match=r"x.db is read-only, so the study cannot record trials"):
         open_study(f"sqlite:///{tmp_path}/x.db", "s", "minimize")
     assert (tmp_path / "x.db").read_bytes() == before
+
+
+def test_a_sweep_dir_is_claimed_by_one_grid_or_by_the_sweepers_of_one_search(tmp_path):
+    grid = claim_sweep_dir(tmp_path / "grid", None)
+    with pytest.raises(ConvlensError, match="another sweep is running in hydra.sweep.dir=.*grid"):
+        claim_sweep_dir(tmp_path / "grid", None)
+    with pytest.raises(ConvlensError, match="another sweep is running"):
+        claim_sweep_dir(tmp_path / "grid", "search sqlite:///x.db s")
+    os.close(grid)
+    os.close(claim_sweep_dir(tmp_path / "grid", None))  # the lock ends with its holder
+    search = "search sqlite:///x.db s"
+    shared = [claim_sweep_dir(tmp_path / "search", search) for _ in range(2)]
+    with pytest.raises(ConvlensError, match="another sweep is running"):
+        claim_sweep_dir(tmp_path / "search", None)
+    assert (tmp_path / "search" / ".sweep.kind").read_text() == search + "\n"
+    for descriptor in shared:
+        os.close(descriptor)
+
+
+@pytest.fixture
+def tiny_search(data_dir: Path) -> tuple[str, ...]:
+    """A search of tiny real jobs: 40 steps validated every 20, one thread, no pictures, quick heartbeats."""
+    return ("hparams_search=mnist_optuna", "trainer=cpu", f"paths.data_dir={data_dir}", "threads=1",
+            "trainer.max_epochs=1", "trainer.limit_train_batches=40", "trainer.limit_val_batches=2",
+            "trainer.limit_test_batches=1", "trainer.val_check_interval=20", "callbacks.rich_progress_bar=null",
+            "callbacks.convnet_pictures=null", "trainer.enable_model_summary=false",
+            "hydra.sweeper.heartbeat_seconds=1", "hydra.sweeper.stale_after_seconds=4")
+
+
+def metrics_of(job_dir: Path) -> dict:
+    return json.loads((job_dir / "metrics.json").read_text())
+
+
+def study_of(sweep: Path) -> optuna.Study:
+    return optuna.load_study(study_name="mnist_optuna", storage=f"sqlite:///{sweep}/optuna.db")
+
+
+def search_command(*overrides: str) -> list[str]:
+    return [sys.executable, str(PROJECT_ROOT / "src" / "train.py"), *overrides]
+
+
+@pytest.mark.slow
+def test_a_hopeless_trial_is_pruned_and_leaves_a_complete_folder(tiny_search, tmp_path):
+    sweep = tmp_path / "sweep"
+    # The grid's seed 1 runs lr 0.05 first; the median pruner may prune from the second trial on, at any step.
+    run_entry("train.py", *tiny_search, "hydra/sweeper/sampler=grid", "~hydra.sweeper.sampler.n_startup_trials",
+              "hydra.sweeper.sampler.seed=1", "hydra.sweeper.params=null", "model.optimizer.lr=choice(0.05,1e-7)",
+              "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.pruner.n_warmup_steps=0",
+              f"hydra.sweep.dir={sweep}", env=SRC)
+
+    good, hopeless = study_of(sweep).trials
+    assert good.params == {"model.optimizer.lr": 0.05} and good.state == TrialState.COMPLETE
+    assert hopeless.params == {"model.optimizer.lr": 1e-7} and hopeless.state == TrialState.PRUNED
+    assert hopeless.value == hopeless.intermediate_values[20]  # pruned at the first check, its value kept
+    saved = metrics_of(sweep / "1")
+    assert (saved["status"], saved["pruned_at_step"], saved["trial_number"], saved["steps"]) == ("pruned", 20, 1, 20)
+    assert metrics_of(sweep / "0")["status"] == "complete" and metrics_of(sweep / "0")["steps"] == 40
+    assert (sweep / "1" / "checkpoints" / "last.ckpt").is_file() and saved["test/acc"] is not None
+    assert list((sweep / "1" / "tensorboard").glob("events.*"))
+
+
+@pytest.mark.slow
+def test_a_killed_search_continues_with_the_same_command(tiny_search, tmp_path):
+    sweep = tmp_path / "sweep"
+    command = search_command(*tiny_search, "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner=null",
+                             "hydra/sweeper/pruner=none", f"hydra.sweep.dir={sweep}")
+    process = subprocess.Popen(command, env={**os.environ, **SRC}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (sweep / "1" / ".hydra").is_dir() and time.monotonic() < deadline:  # trial 1 has started
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    first = (sweep / "0" / "metrics.json").read_text()
+
+    # The sweep report (on_multirun_end) still lists the killed trial's folder as a failed job: exit 1.
+    run_entry("train.py", *command[2:], env=SRC, check=False)
+
+    states = {trial.number: trial.state for trial in study_of(sweep).trials}
+    assert states[1] == TrialState.FAIL, "the killed trial is accounted for"
+    assert sum(state == TrialState.COMPLETE for state in states.values()) == 3 and len(states) == 4
+    assert (sweep / "0" / "metrics.json").read_text() == first, "a finished trial's folder is never rewritten"
+    assert not (sweep / "1" / "metrics.json").exists()
+    assert [metrics_of(sweep / str(n))["trial_number"] for n in (2, 3)] == [2, 3]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage", ["journal", "sqlite"])
+def test_two_sweepers_share_one_study(storage, tiny_search, tmp_path):
+    sweep = tmp_path / "sweep"
+    url = f"journal://{sweep}/study.log" if storage == "journal" else f"sqlite:///{sweep}/optuna.db"
+    command = search_command(*tiny_search, "hydra.sweeper.n_trials=4", "trainer.limit_train_batches=20",
+                             f"hydra.sweeper.storage={url}", f"hydra.sweep.dir={sweep}")
+    both = [subprocess.Popen(command, env={**os.environ, **SRC}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    outputs = [process.communicate(timeout=600) for process in both]
+    assert [process.returncode for process in both] == [0, 0], outputs
+
+    study = optuna.load_study(study_name="mnist_optuna", storage=url if storage == "sqlite" else
+                              optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+                                  f"{sweep}/study.log")))
+    assert [trial.state for trial in study.trials].count(TrialState.COMPLETE) == 4
+    numbers = [trial.number for trial in study.trials]
+    assert len(set(numbers)) == len(numbers) == 4
+    assert all(metrics_of(sweep / str(n))["trial_number"] == n for n in numbers)
+    ran = [[int(line.split()[1].rstrip(":")) for line in out.splitlines() if line.endswith(": complete")]
+           for out, _ in outputs]
+    assert all(ran) and sorted(ran[0] + ran[1]) == numbers, "each sweeper ran trials of the shared study"
+
+
+@pytest.mark.slow
+def test_bad_search_settings_are_one_line_each_and_touch_nothing(tiny_search, tmp_path):
+    used = tmp_path / "used"
+    used.mkdir()
+    optuna.create_study(study_name="mnist_optuna", storage=f"sqlite:///{used}/optuna.db", direction="minimize")
+    cases = {
+        "hydra/sweeper/sampler=annealing": "hydra/sweeper/sampler=annealing is not an option",
+        "hydra/sweeper/pruner=patience": "hydra/sweeper/pruner=patience is not an option",
+        "hydra.sweeper.storage=postgres:/nowhere": "is not a storage URL",
+        f"hydra.sweep.dir={used}": "already exists and minimizes, but hydra.sweeper.direction=maximize",
+    }
+    for override, message in cases.items():
+        sweep_dir = () if override.startswith("hydra.sweep.dir") else (f"hydra.sweep.dir={tmp_path / 'new'}",)
+        args = (*tiny_search, *sweep_dir, override)
+        result = run_entry("train.py", *args, check=False, env=SRC)
+        assert result.returncode == 1, override
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("error: ") and message in line, (override, line)
+    assert len(study_of(used).trials) == 0 and not list((tmp_path / "new").glob("*/.hydra"))
+
+
+@pytest.mark.slow
+def test_two_grids_started_at_once_into_one_folder_the_second_is_refused(data_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    grid = ("-m", "trainer=cpu", f"paths.data_dir={data_dir}", "threads=1", "debug=limit",
+            "callbacks.rich_progress_bar=null", "callbacks.convnet_pictures=null", f"hydra.sweep.dir={sweep}")
+    first = subprocess.Popen(search_command(*grid, "seed=1,2"), env={**os.environ, **SRC},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (sweep / ".sweep.kind").is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second = run_entry("train.py", *grid, "seed=3,4", check=False, env=SRC)
+    assert first.wait(timeout=600) == 0, first.stderr.read()
+
+    assert second.returncode == 1
+    (line,) = second.stderr.strip().splitlines()
+    # Refused by the claim while the first starts, or by its job folders once they exist: never let in.
+    assert line.startswith((f"error: another sweep is running in hydra.sweep.dir={sweep}",
+                            f"error: hydra.sweep.dir={sweep} already holds the jobs of an earlier sweep"))
+    assert [metrics_of(sweep / name)["status"] for name in ("0", "1")] == ["complete", "complete"]
+    assert not (sweep / "2").exists()
+    assert "seed=3" not in (sweep / "0" / "train.log").read_text()

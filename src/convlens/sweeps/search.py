@@ -127,6 +127,7 @@ def write_best(study: optuna.Study, sweep_dir: Path) -> None:
 
 def run_search(settings: SearchSettings, slots_of: Any, arguments: list[str], sweep_dir: Path) -> None:
     """The whole search; bad settings end it with one line before any trial runs."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweeper prints its own lines on the study
     try:
         params = [f"{key}={value}" for key, value in (settings.params or {}).items()]
         space = search_space([*params, *arguments])
@@ -134,8 +135,8 @@ def run_search(settings: SearchSettings, slots_of: Any, arguments: list[str], sw
         study = open_study(settings.storage, settings.study_name, settings.direction, sampler=sampler,
                            pruner=build_object("pruner", settings.pruner))
         done, running = counts(study)
-        console.print(f"study {settings.study_name} in {settings.storage}: {done} of {n_trials} trials complete or pruned, "
-            f"{running} running; {settings.n_jobs} at a time", highlight=False)
+        console.print(f"study {settings.study_name} in {settings.storage}: {done} of {n_trials} trials complete or "
+                      f"pruned, {running} running; {settings.n_jobs} at a time", highlight=False, soft_wrap=True)
         slots = slots_of(settings.n_jobs)
         try:
             run_trials(study, space, slots, settings, n_trials, sweep_dir)
