@@ -254,3 +254,27 @@ def test_two_grids_started_at_once_into_one_folder_the_second_is_refused(data_di
     assert [metrics_of(sweep / name)["status"] for name in ("0", "1")] == ["complete", "complete"]
     assert not (sweep / "2").exists()
     assert "seed=3" not in (sweep / "0" / "train.log").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_a_search_runs_its_trials_through_worker_processes_or_the_launcher(launcher, tiny_search, tmp_path):
+    sweep = tmp_path / "sweep"
+    no_threads = tuple(item for item in tiny_search if not item.startswith("threads="))
+    run_entry("train.py", *no_threads, f"hydra/launcher={launcher}", "hydra.sweeper.n_jobs=2",
+              "hydra.sweeper.n_trials=3", "trainer.limit_train_batches=20", f"hydra.sweep.dir={sweep}", env=SRC)
+
+    assert [trial.state for trial in study_of(sweep).trials] == [TrialState.COMPLETE] * 3
+    assert [metrics_of(sweep / str(n))["trial_number"] for n in range(3)] == [0, 1, 2]
+    if launcher == "joblib":  # the sweeper's own workers divide the cores as joblib's do
+        import joblib
+        assert metrics_of(sweep / "0")["torch_threads"] == max(1, joblib.cpu_count() // 2)
+    else:
+        assert list((sweep / ".submitit").glob("*/*_log.out"))
+
+
+def test_a_search_composes_with_the_slurm_launcher(tmp_path):
+    cfg = compose_config("train", ["hparams_search=mnist_optuna", "hydra/launcher=submitit_slurm",
+                                   "hydra.launcher.partition=gpu", "trainer=gpu"], tmp_path)
+    assert cfg.hydra.sweeper._target_.endswith("ConvlensOptunaSweeper")
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.partition == "gpu"
