@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ class SearchSettings:
     params: DictConfig | None
     heartbeat_seconds: float
     stale_after_seconds: float
+    wait_for_batch: bool = False
 
 
 def build_object(kind: str, config: DictConfig, **extra: Any) -> Any:
@@ -97,7 +98,7 @@ def run_trials(study: optuna.Study, space: SearchSpace, slots: Slots, settings: 
         while True:
             fail_stale_trials(study, settings.stale_after_seconds)
             done, running = counts(study)
-            can_ask = failures <= settings.max_failure_rate * n_trials
+            can_ask = failures <= settings.max_failure_rate * n_trials and not (settings.wait_for_batch and mine)
             while can_ask and len(mine) < slots.n_jobs and done + running < n_trials:
                 trial, overrides = ask(study, space, sweep_dir)
                 heartbeat.add(trial)
@@ -106,7 +107,8 @@ def run_trials(study: optuna.Study, space: SearchSpace, slots: Slots, settings: 
                 running += 1
             if not mine and (done >= n_trials or running == 0 or not can_ask):
                 return
-            finished, _ = wait(mine, timeout=settings.heartbeat_seconds, return_when=FIRST_COMPLETED)
+            until = ALL_COMPLETED if settings.wait_for_batch else FIRST_COMPLETED
+            finished, _ = wait(mine, timeout=settings.heartbeat_seconds, return_when=until)
             for future in finished:
                 trial = mine.pop(future)
                 heartbeat.remove(trial.number)
