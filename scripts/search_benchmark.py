@@ -1,6 +1,7 @@
 """Measure what pruning and never-waiting slots save on a real search, each search its own process, alternated.
 
-    python scripts/search_benchmark.py [--trials 30] [--epochs 3] [--jobs 2] [--rounds 1] [--out logs/search_benchmark.json] [overrides]
+    python scripts/search_benchmark.py [--trials 30] [--epochs 3] [--jobs 2] [--rounds 1]
+                                       [--out logs/search_benchmark.json] [overrides]
 
 Three searches of ``hparams_search=mnist_optuna`` with the same sampler seed, ``--trials`` trials of
 ``--epochs`` epochs, ``--jobs`` at a time, in the order given below, rotated each round so that the noise of a

@@ -9,6 +9,7 @@ trial of the study can have.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ class SearchSettings:
     heartbeat_seconds: float
     stale_after_seconds: float
     wait_for_batch: bool = False
+
+    def __post_init__(self) -> None:
+        if self.n_jobs < 1:  # joblib's reading: -1 = one per core, -2 = all but one, ...
+            self.n_jobs = max(1, (os.cpu_count() or 1) + 1 + self.n_jobs)
 
 
 def build_object(kind: str, config: DictConfig, **extra: Any) -> Any:

@@ -34,8 +34,9 @@ def refuse_a_used_sweep_dir(sweep_dir: Path, search: str | None = None) -> None:
         return
     listed = f"{', '.join(done[:5])}{', ...' if len(done) > 5 else ''}"
     what = "an earlier sweep" if search is None else "another sweep or study"
+    storage = None if search is None else shell_override("hydra.sweeper.storage", search.split()[1])
     hint = "; to continue a search, run the same command with the same hydra.sweep.dir" if search is None else \
-        f"; pass a new hydra.sweep.dir (the study stays in {shell_override('hydra.sweeper.storage', search.split()[1])})"
+        f" (the study stays in {storage})"
     raise ConvlensError(f"hydra.sweep.dir={sweep_dir} already holds the jobs of {what} ({listed}), whose folders "
                         f"a new sweep would overwrite; pass a new hydra.sweep.dir{hint}")
 

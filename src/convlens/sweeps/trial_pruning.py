@@ -15,9 +15,8 @@ tested and recorded like any other run.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -25,7 +24,9 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 
 from convlens.errors import ConvlensError
 from convlens.sweeps.multirun import SEARCH_SWEEPER, in_multirun
-from convlens.sweeps.study_storage import open_storage
+
+if TYPE_CHECKING:  # Optuna is the sweep extra's: a run that is no search job never imports it
+    import optuna
 
 PRUNED_AT_STEP = "pruned_at_step"  # the trial's user attribute the sweeper reads to tell PRUNED
 
@@ -33,6 +34,8 @@ PRUNED_AT_STEP = "pruned_at_step"  # the trial's user attribute the sweeper read
 def trial_by_number(study: optuna.Study, number: int) -> optuna.Trial:
     """Trial ``number`` of ``study``, to report to. Optuna names trials by id inside a storage; the id is the
     private ``FrozenTrial._trial_id``, read here only."""
+    import optuna
+
     for frozen in study.get_trials(deepcopy=False):
         if frozen.number == number:
             return optuna.Trial(study, frozen._trial_id)
@@ -48,6 +51,10 @@ def trial_of_this_job() -> optuna.Trial | None:
     sweeper = hydra.sweeper
     if sweeper.get("_target_") != SEARCH_SWEEPER:
         return None
+    import optuna
+
+    from convlens.sweeps.study_storage import open_storage
+
     study = optuna.load_study(study_name=sweeper.study_name, storage=open_storage(sweeper.storage),
                               pruner=instantiate(sweeper.pruner))
     return trial_by_number(study, int(hydra.job.num))
@@ -86,3 +93,11 @@ def search_callbacks(cfg: DictConfig) -> list[ReportToTrial]:
     """The pruning callback for a search job, none otherwise."""
     trial = trial_of_this_job()
     return [] if trial is None else [ReportToTrial(trial, cfg.optimized_metric)]
+
+
+def run_outcome(trainer: Trainer) -> dict[str, Any]:
+    """``status`` and ``pruned_at_step`` for ``metrics.json``, and ``trial_number`` for a search job."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, ReportToTrial):
+            return callback.outcome()
+    return {"status": "complete", "pruned_at_step": None}
