@@ -88,9 +88,17 @@ class Heartbeat:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """A sweeper stopped by an exception (Ctrl-C, an error) fails its running trials now, so that a resume
+        need not wait for them to go stale; one killed by SIGKILL leaves them to go stale."""
         self.stopped.set()
         self.thread.join()
+        if exc_type is not None:
+            for number in list(self.trials):
+                try:
+                    self.study.tell(number, state=TrialState.FAIL)
+                except (RuntimeError, ValueError):  # told already
+                    pass
 
     def add(self, trial: optuna.Trial) -> None:
         trial.set_user_attr(HEARTBEAT, time.time())
