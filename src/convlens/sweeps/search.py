@@ -81,17 +81,20 @@ def ask(study: optuna.Study, space: SearchSpace, sweep_dir: Path) -> tuple[optun
     return trial, space.trial_overrides(trial.params)
 
 
-def job_value(future: Future) -> Any:
-    """What the job returned: its metric, or None when it failed (Hydra keeps the exception in the JobReturn)."""
+def job_value(future: Future, number: int) -> Any:
+    """What the job returned: its metric, or None when it failed. A convlens error was printed by the job itself;
+    anything else (a bug, a dead worker) gets one line here, its traceback being in the job's log."""
     try:
         return future.result().return_value
-    except Exception:  # the job raised (its log has the traceback) or its process died
+    except Exception as raised:  # Hydra keeps the job's exception in its JobReturn and raises it here
+        why = (str(raised).splitlines() or [""])[0]
+        print_error(f"trial {number} failed with {type(raised).__name__}: {why} (the traceback is in its job's log)")
         return None
 
 
 def run_trials(study: optuna.Study, space: SearchSpace, slots: Slots, settings: SearchSettings,
-               n_trials: int, sweep_dir: Path) -> None:
-    """Keep every slot busy until the study has ``n_trials`` complete or pruned trials.
+               n_trials: int, sweep_dir: Path) -> int:
+    """Keep every slot busy until the study has ``n_trials`` complete or pruned trials; this sweeper's failures.
 
     A failed trial does not count, so another is asked in its place, until this sweeper's failures pass
     ``max_failure_rate`` × ``n_trials``. Running trials of other sweepers count while they are alive; when
@@ -111,13 +114,13 @@ def run_trials(study: optuna.Study, space: SearchSpace, slots: Slots, settings: 
                 mine[slots.submit(trial.number, overrides)] = trial
                 running += 1
             if not mine and (done >= n_trials or running == 0 or not can_ask):
-                return
+                return failures
             until = ALL_COMPLETED if settings.wait_for_batch else FIRST_COMPLETED
             finished, _ = wait(mine, timeout=settings.heartbeat_seconds, return_when=until)
             for future in finished:
                 trial = mine.pop(future)
                 heartbeat.remove(trial.number)
-                state = tell_outcome(study, trial.number, job_value(future))
+                state = tell_outcome(study, trial.number, job_value(future, trial.number))
                 failures += state == optuna.trial.TrialState.FAIL
                 console.print(f"trial {trial.number}: {state.name.lower()}", highlight=False)
 
@@ -146,9 +149,12 @@ def run_search(settings: SearchSettings, slots_of: Any, arguments: list[str], sw
                       f"pruned, {running} running; {settings.n_jobs} at a time", highlight=False, soft_wrap=True)
         slots = slots_of(settings.n_jobs)
         try:
-            run_trials(study, space, slots, settings, n_trials, sweep_dir)
+            failures = run_trials(study, space, slots, settings, n_trials, sweep_dir)
         finally:
             slots.close()
+        if counts(study)[0] < n_trials:
+            console.print(f"[yellow]stopped asking for trials: {failures} failed, more than "
+                          f"hydra.sweeper.max_failure_rate={settings.max_failure_rate} × {n_trials} trials allows")
         write_best(study, sweep_dir)
     except ConvlensError as error:  # Hydra would show a traceback
         print_error(str(error))
