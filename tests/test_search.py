@@ -266,6 +266,8 @@ def test_a_search_runs_its_trials_through_worker_processes_or_the_launcher(launc
 
     assert [trial.state for trial in study_of(sweep).trials] == [TrialState.COMPLETE] * 3
     assert [metrics_of(sweep / str(n))["trial_number"] for n in range(3)] == [0, 1, 2]
+    written = OmegaConf.load(sweep / "multirun.yaml").hydra.sweeper  # where the report finds the study
+    assert written._target_.endswith("ConvlensOptunaSweeper") and written.study_name == "mnist_optuna"
     if launcher == "joblib":  # the sweeper's own workers divide the cores as joblib's do
         import joblib
         assert metrics_of(sweep / "0")["torch_threads"] == max(1, joblib.cpu_count() // 2)

@@ -13,7 +13,7 @@ from typing import Any
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 class ConvlensOptunaSweeper(Sweeper):
@@ -29,6 +29,7 @@ class ConvlensOptunaSweeper(Sweeper):
             config=config, hydra_context=hydra_context, task_function=task_function)
 
     def sweep(self, arguments: list[str]) -> None:
+        from convlens.faults.atomic_files import replaced_atomically
         from convlens.sweeps.search import SearchSettings, run_search
         from convlens.sweeps.slots import Slots
 
@@ -38,4 +39,7 @@ class ConvlensOptunaSweeper(Sweeper):
         def slots_of(n_jobs: int) -> Slots:
             return Slots(self.launcher, n_jobs, self.hydra_context, self.config, self.task_function)
 
-        run_search(settings, slots_of, arguments, Path(self.config.hydra.sweep.dir))
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        with replaced_atomically(sweep_dir / "multirun.yaml") as path:  # as Hydra's basic sweeper writes it
+            OmegaConf.save(self.config, path)
+        run_search(settings, slots_of, arguments, sweep_dir)
