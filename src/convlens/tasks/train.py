@@ -27,6 +27,7 @@ from convlens.faults.checkpoints import checkpoint_to_resume, load_classifier, r
 from convlens.faults.spawned_processes import EndProcessGroup
 from convlens.sweeps.hparams_summary import log_hparams_with_metrics
 from convlens.sweeps.multirun import check_strategy_for_multirun
+from convlens.sweeps.trial_pruning import run_outcome, search_callbacks
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -105,7 +106,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # The training loop alone (epochs with their validation checks, not setup or the sanity check), as the
     # tutorial's loop times itself; it keeps counting across a resume, since it travels in the checkpoint.
     loop_timer = Timer()
-    callbacks = [*instantiate_group(cfg.get("callbacks")), loop_timer, ProgressLog(), ValCheckIntervalFitsTheEpoch()]
+    callbacks = [*instantiate_group(cfg.get("callbacks")), loop_timer, ProgressLog(), ValCheckIntervalFitsTheEpoch(),
+                 *search_callbacks(cfg)]  # a search job reports to its Optuna trial and stops when pruned
     if str(cfg.trainer.get("strategy")) == "ddp_spawn":
         callbacks.append(EndProcessGroup())
     trainer = build_trainer(cfg, callbacks, instantiate_group(cfg.get("logger")))
@@ -135,6 +137,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics["best_ckpt"] = best or None
 
     epochs, steps = fit_progress(trainer)
+    metrics.update(run_outcome(trainer))  # status, pruned_at_step (and a search job's trial_number)
     metrics.update({
         "epochs": epochs,
         "steps": steps,
