@@ -119,6 +119,53 @@ def test_a_failing_job_is_reported_with_its_overrides_and_the_sweep_goes_on(tiny
 
 
 @pytest.mark.slow
+def test_a_grid_report_lists_a_failed_job_with_its_reason_beside_the_completed_one(tiny, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_entry("train.py", "-m", *tiny, "model.optimizer.lr=-1,0.01", f"hydra.sweep.dir={sweep}",
+                       check=False, env=SRC)
+
+    assert result.returncode == 1
+    reason = (sweep / "0" / "error.txt").read_text().strip()
+    assert "model.optimizer.lr" in reason
+    markdown = (sweep / "report.md").read_text()
+    assert "2 jobs: 1 complete, 1 failed." in markdown
+    assert f"| 0 | -1 | failed: {reason} | — |" in markdown
+    assert f"| 1 | 0.01 | complete | {100 * metrics_of(sweep / '1')['val/acc_best']:.2f} |" in markdown
+    assert "1 complete, 1 failed" in result.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_grid_reports_what_finished_and_says_how_to_run_the_rest(tiny, tmp_path):
+    """Ctrl-C pressed by a job itself (tests/ctrl_c_in_job.py) as job 1 of 4 trains; then the printed line is run."""
+    sweep, logs = tmp_path / "sweep", tmp_path / "logs"
+    ten_batches = [item for item in tiny if not item.startswith("trainer.limit_train_batches")]
+    grid = (*ten_batches, "trainer.limit_train_batches=10", "+callbacks.ctrl_c._target_=ctrl_c_in_job.CtrlCInJob",
+            f"paths.log_dir={logs}", "model.optimizer.lr=0.01,0.05", "seed=1,2")
+    tests_too = {"PYTHONPATH": f"{SRC['PYTHONPATH']}{os.pathsep}{PROJECT_ROOT / 'tests'}"}
+    result = run_entry("train.py", "-m", *grid, f"hydra.sweep.dir={sweep}", check=False,
+                       env={**tests_too, "CONVLENS_TEST_CTRL_C_JOB": "1"})
+
+    assert result.returncode == 128 + 2 and "Traceback" not in result.stderr
+    assert metrics_of(sweep / "0")["steps"] == 10, "the finished job is kept"
+    assert (sweep / "1" / "checkpoints" / "last.ckpt").is_file() and not (sweep / "1" / "metrics.json").exists()
+    assert not (sweep / "2").exists() and not (sweep / "3").exists()
+    markdown = (sweep / "report.md").read_text()
+    assert "4 jobs: 1 complete, 1 interrupted, 2 never started." in markdown
+    assert f"| 1 | 0.01 | 2 | interrupted; its {sweep / '1' / 'checkpoints' / 'last.ckpt'} resumes it | — |" in markdown
+    assert "| 2 | 0.05 | 1 | never started | — |" in markdown and "| 3 | 0.05 | 2 | never started | — |" in markdown
+    line = next(line for line in result.stderr.splitlines() if line.startswith("interrupted: "))
+    assert line.startswith("interrupted: 1 complete, 1 interrupted, 2 never started; run the rest with: python ")
+
+    rest = line.partition("run the rest with: ")[2].replace("python ", f"{sys.executable} ")
+    subprocess.run(rest, shell=True, cwd=PROJECT_ROOT, check=True, capture_output=True,
+                   env={**os.environ, **tests_too})
+    ran = sorted((job.value("model.optimizer.lr"), job.value("seed"))
+                 for new_sweep in (logs / "train" / "multiruns").iterdir() for job in build_report(new_sweep).jobs
+                 if job.metrics is not None)
+    assert ran == [("0.01", "2"), ("0.05", "1"), ("0.05", "2")], "the rest is exactly the jobs that did not finish"
+
+
+@pytest.mark.slow
 def test_optuna_search_persists_its_study_and_writes_the_best_parameters(tiny, tmp_path):
     sweep = tmp_path / "not" / "yet" / "there"  # the sqlite file's folder must be made before the study opens
     run_entry("train.py", "hparams_search=mnist_optuna", *tiny, "hydra.sweeper.n_trials=3",

@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import re
+import shlex
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,7 @@ class SweepReport:
     common: list[str]  # overrides every job shares
     rows: list[Row]
     study: optuna.Study | None = None  # a search's study, opened from the storage the sweep used
+    storage: str | None = None  # that storage's URL
     importances: dict[str, float] | None = None  # parameter → importance (Optuna's default evaluator), summing to 1
     importance_note: str = ""  # why there are no importances
     trials_not_started: int = 0  # a search's n_trials not yet asked for
@@ -259,7 +261,8 @@ def build_report(sweep_dir: Path, metric: str = "val/acc_best", mode: str | None
         raise ConvlensError(f"--metric {metric} is in no job's metrics.json; the metrics there are "
                             f"{', '.join(measured)}")
     swept, common = swept_and_common(jobs)
-    report = SweepReport(sweep_dir, metric, mode, jobs, swept, common, group_rows(jobs, swept, metric, mode), study)
+    report = SweepReport(sweep_dir, metric, mode, jobs, swept, common, group_rows(jobs, swept, metric, mode), study,
+                         None if location is None else location.storage)
     if study is not None:
         report.importances, report.importance_note = param_importances(study)
         n_trials = OmegaConf.select(cfg, "hydra.sweeper.n_trials", default=None) if cfg is not None else None
@@ -339,12 +342,15 @@ def job_value(report: SweepReport, job: Job) -> str:
     return "—" if value is None else formatted(float(value), report.metric, metric_digits(report, report.metric))
 
 
-def job_line(job: Job) -> str:
-    return f"job {job.name} ({' '.join(job.overrides) or 'no overrides'}): {job.describe()}"
+def job_line(report: SweepReport, job: Job) -> str:
+    """``job 2 (lr=0.05 seed=1): never started``: what sets the job apart (the common overrides are said once)."""
+    own = [item for item in job.overrides if f"{split_override(item)[0]}={split_override(item)[1]}" not in
+           report.common]
+    return f"job {job.name} ({' '.join(own or job.overrides) or 'no overrides'}): {job.describe()}"
 
 
 def failure_lines(report: SweepReport) -> list[str]:
-    return [job_line(job) for job in report.failed]
+    return [job_line(report, job) for job in report.failed]
 
 
 def best_trial_line(report: SweepReport) -> str | None:
@@ -376,9 +382,11 @@ def write_markdown(report: SweepReport, path: Path) -> None:
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(report)]
     if best_trial_line(report):
         lines += ["", f"The {best_trial_line(report)}"]
-    lines += ["", "## Every job", "", f"| job | {' | '.join(swept_labels(report))} | state | {report.metric} |",
-              "|" + " --- |" * (len(report.swept) + 3)]
-    lines += [f"| {job.name} | {' | '.join(short(job.value(key)) for key in report.swept)} | "
+    repeats = [key for key in GROUPED_OUT if len({job.value(key) for job in report.jobs}) > 1]  # e.g. the seed
+    keys, labels = [*report.swept, *repeats], [*swept_labels(report), *repeats]
+    lines += ["", "## Every job", "", f"| job | {' | '.join(labels)} | state | {report.metric} |",
+              "|" + " --- |" * (len(keys) + 3)]
+    lines += [f"| {job.name} | {' | '.join(short(job.value(key)) for key in keys)} | "
               f"{job.describe().replace('|', '/')} | {job_value(report, job)} |" for job in report.jobs]
     if report.study is not None:
         lines += ["", "## Parameter importance", ""]
@@ -511,8 +519,11 @@ def print_report(report: SweepReport, console: Console | None = None, name: str 
     for job in report.jobs:
         if job.state != COMPLETE:
             colour = "red" if job in report.failed else "yellow"
-            console.print(f"[{colour}]{escape(job_line(job))}[/{colour}]", highlight=False, soft_wrap=True)
+            console.print(f"[{colour}]{escape(job_line(report, job))}[/{colour}]", highlight=False, soft_wrap=True)
     for line in filter(None, [best_trial_line(report), *(f"importance {line}" if report.importances else line
                                                          for line in importance_lines(report))]):
         console.print(line, highlight=False, soft_wrap=True)
     console.print(f"report: {report.sweep_dir}/{name}.md, {name}.csv, {name}.png")
+    if report.study is not None:
+        console.print(f"watch the study: make dashboard ARGS={shlex.quote(str(report.storage))}  "
+                      "(optuna-dashboard on http://127.0.0.1:8080)", highlight=False, soft_wrap=True)
