@@ -61,8 +61,9 @@ def test_grid_multirun_gives_each_job_its_own_dir_and_ends_with_a_report(tiny, t
     assert [row["model.optimizer.lr"] for row in rows] == ["0.01", "0.05"]
     assert [float(row["val/acc_best_mean"]) for row in rows] == [metrics_of(job)["val/acc_best"] for job in jobs]
     assert sum(row["best"] == "1" for row in rows) == 1
-    markdown = (sweep / "report.md").read_text()
-    assert markdown.count("| 0.01 |") == 1 and markdown.count("| 0.05 |") == 1
+    settings, _, every_job = (sweep / "report.md").read_text().partition("## Every job")
+    assert settings.count("| 0.01 |") == 1 and settings.count("| 0.05 |") == 1
+    assert "| 0 | 0.01 | complete |" in every_job and "| 1 | 0.05 | complete |" in every_job
     assert (sweep / "report.png").stat().st_size > 0
     assert "val/acc_best" in result.stdout and "★" in result.stdout
 
