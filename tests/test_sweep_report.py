@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from conftest import PROJECT_ROOT
 from convlens.errors import ConvlensError
+from convlens.sweeps.interrupted import as_grids
 from convlens.sweeps.report import MIN_COMPLETE_FOR_IMPORTANCE, build_report, write_report
 
 SRC = {"PYTHONPATH": str(PROJECT_ROOT / "src")}
@@ -81,8 +82,8 @@ def test_too_few_completed_trials_give_no_importances_but_say_why(tmp_path):
     make_search(sweep, complete=MIN_COMPLETE_FOR_IMPORTANCE - 1)
     report = build_report(sweep)
     assert report.importances is None
-    assert report.importance_note == (f"too few trials for parameter importances: "
-                                      f"{MIN_COMPLETE_FOR_IMPORTANCE - 1} complete, {MIN_COMPLETE_FOR_IMPORTANCE} needed")
+    needed = MIN_COMPLETE_FOR_IMPORTANCE
+    assert report.importance_note == f"too few trials for parameter importances: {needed - 1} complete, {needed} needed"
 
 
 def test_the_study_is_found_by_the_storage_url_and_name_the_sweep_used(tmp_path):
@@ -126,3 +127,12 @@ def test_another_metric_keeps_its_digits_and_gets_a_report_of_its_own(tmp_path):
 
     subprocess.run([*script, "--metric", "test/err", "--mode", "min", "--replace"], check=True, env=SRC)
     assert "best by min" not in own and "min of mean `test/err`" in (sweep / "report.md").read_text()
+
+
+def test_the_jobs_left_by_an_interrupt_become_the_fewest_sweeps_that_hold_exactly_them():
+    grid = [[f"lr={lr}", f"dropout={dropout}", f"seed={seed}"]
+            for lr in (1, 2) for dropout in (3, 4) for seed in (5, 6)]
+    assert as_grids(grid) == [["lr=1,2", "dropout=3,4", "seed=5,6"]]
+    assert as_grids(grid[3:]) == [["lr=1", "dropout=4", "seed=6"], ["lr=2", "dropout=3,4", "seed=5,6"]]
+    assert as_grids(grid[1:3]) == [["lr=1", "dropout=3", "seed=6"], ["lr=1", "dropout=4", "seed=5"]]
+    assert as_grids([[]]) == [[]]  # a sweep of one job with no overrides

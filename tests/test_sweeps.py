@@ -152,7 +152,8 @@ def test_ctrl_c_in_a_grid_reports_what_finished_and_says_how_to_run_the_rest(tin
     assert not (sweep / "2").exists() and not (sweep / "3").exists()
     markdown = (sweep / "report.md").read_text()
     assert "4 jobs: 1 complete, 1 interrupted, 2 never started." in markdown
-    assert f"| 1 | 0.01 | 2 | interrupted; its {sweep / '1' / 'checkpoints' / 'last.ckpt'} resumes it | — |" in markdown
+    last = sweep / "1" / "checkpoints" / "last.ckpt"
+    assert f"| 1 | 0.01 | 2 | interrupted; its {last} resumes it | — |" in markdown
     assert "| 2 | 0.05 | 1 | never started | — |" in markdown and "| 3 | 0.05 | 2 | never started | — |" in markdown
     line = next(line for line in result.stderr.splitlines() if line.startswith("interrupted: "))
     assert line.startswith("interrupted: 1 complete, 1 interrupted, 2 never started; run the rest with: python ")

@@ -16,7 +16,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
+from convlens.cli.entry import print_error
 from convlens.cli.run_log import error_console
+from convlens.errors import ConvlensError
 from convlens.sweeps.sweep_study import is_grid
 
 INTERRUPT_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # StopOnSignal's exit codes
@@ -39,8 +41,12 @@ def report_interrupted_sweep() -> bool:
         return False
     from convlens.sweeps.report import INTERRUPTED, NEVER_STARTED, build_report, print_report, write_report
 
-    report = build_report(Path(running.hydra.sweep.dir), running.get("optimized_metric") or "val/acc_best",
-                          interrupted=True, config=running)
+    try:
+        report = build_report(Path(running.hydra.sweep.dir), running.get("optimized_metric") or "val/acc_best",
+                              interrupted=True, config=running)
+    except ConvlensError as error:  # e.g. its study cannot be read: the interrupt still ends the sweep as it is
+        print_error(f"interrupted, with no report: {error}")
+        return False
     write_report(report)
     print_report(report)
     rest = [job.overrides for job in report.in_state(INTERRUPTED, NEVER_STARTED)]

@@ -98,6 +98,11 @@ class Row:
     stats: dict[str, tuple[float, float | None]] = field(default_factory=dict)  # metric → (mean, std or None)
     best: bool = False
 
+    @property
+    def n_complete(self) -> int:
+        """The n of the mean ± std: its completed jobs."""
+        return sum(job.state == COMPLETE for job in self.jobs)
+
 
 @dataclass
 class SweepReport:
@@ -182,7 +187,8 @@ def add_trials(jobs: list[Job], sweep_dir: Path, study: optuna.Study) -> list[Jo
             by_name[name].trial = trial
         else:
             overrides = [f"{key}={value}" for key, value in trial.params.items()]
-            jobs.append(Job(name, sweep_dir / name, overrides, None, None, started=False, trial=trial))
+            jobs.append(Job(name, sweep_dir / name, overrides, None, None,
+                            started=trial.state != TrialState.WAITING, trial=trial))
     return jobs
 
 
@@ -332,7 +338,7 @@ def columns(report: SweepReport) -> list[str]:
 
 def table_rows(report: SweepReport) -> list[list[str]]:
     digits = {key: metric_digits(report, key) for key in metric_keys(report)}
-    return [[*(short(row.setting[key]) for key in report.swept), str(len(row.jobs)),
+    return [[*(short(row.setting[key]) for key in report.swept), str(row.n_complete),
              *(cell(row, key, digits[key]) for key in metric_keys(report)), ",".join(job.name for job in row.jobs),
              "★" if row.best else ""] for row in report.rows]
 
@@ -373,7 +379,8 @@ def write_markdown(report: SweepReport, path: Path) -> None:
     head = columns(report)
     lines = [f"# Sweep report: {report.sweep_dir}", "",
              f"{report.n_jobs} jobs: {report.counts()}. Best ({report.mode} of mean `{report.metric}` over "
-             "completed jobs) is marked ★. Jobs that differ only by seed are one row: mean ± std (n−1).", ""]
+             "completed jobs) is marked ★. Jobs that differ only by seed are one row: mean ± std (n−1) of its n "
+             "completed jobs.", ""]
     if report.common:
         lines += [f"Common overrides: `{' '.join(report.common)}`", ""]
     if report.swept:
@@ -405,7 +412,7 @@ def write_csv(report: SweepReport, path: Path) -> None:
                          "jobs", "states", "best"])
         for row in report.rows:
             stats = [value for key in metrics for value in row.stats.get(key, (None, None))]
-            writer.writerow([*(row.setting[key] for key in report.swept), len(row.jobs),
+            writer.writerow([*(row.setting[key] for key in report.swept), row.n_complete,
                              *("" if value is None else value for value in stats),
                              " ".join(job.name for job in row.jobs), " ".join(job.state for job in row.jobs),
                              int(row.best)])
