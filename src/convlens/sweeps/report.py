@@ -64,7 +64,8 @@ class Job:
         if self.error is not None:
             return FAILED
         if self.metrics is not None:
-            return str(self.metrics.get("status") or COMPLETE)  # contract: complete | pruned | interrupted
+            status = self.metrics.get("status")  # written by train.py: complete | pruned | interrupted
+            return status if status in (PRUNED, INTERRUPTED) else COMPLETE  # none: written before statuses were
         if self.trial is not None and self.trial.state in TRIAL_STATES:
             return TRIAL_STATES[self.trial.state]
         if not self.started:
