@@ -126,6 +126,15 @@ def hydra_error_line(error: HydraException) -> str:
     return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
+def report_a_stopped_sweep(stop: BaseException) -> None:
+    """Ctrl-C (or SIGTERM) that ends a sweep: its report and how to run the rest, then exit 128 + the signal."""
+    from convlens.sweeps import interrupted  # sweeps import this module: imported when needed
+
+    reported = interrupted.is_interrupt(stop) and interrupted.report_interrupted_sweep()
+    if reported and isinstance(stop, KeyboardInterrupt):
+        raise SystemExit(128 + signal.SIGINT) from stop  # the report said what happened; no second line
+
+
 def run_hydra(main: Callable[[], Any]) -> None:
     """Run a ``@hydra.main`` entry point; a mistyped override becomes one ``error:`` line and exit code 1.
 
@@ -143,5 +152,8 @@ def run_hydra(main: Callable[[], Any]) -> None:
             raise  # raised inside the run, or the user asked for the traceback
         print_error(hydra_error_line(error))
         sys.exit(1)
+    except (KeyboardInterrupt, SystemExit) as stop:
+        report_a_stopped_sweep(stop)
+        raise
     finally:
         restore_user_full_error()

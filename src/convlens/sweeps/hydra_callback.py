@@ -9,10 +9,13 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from convlens.cli.entry import print_error
+from convlens.cli.entry import print_error, task_begins
 from convlens.errors import ConvlensError
+from convlens.sweeps import interrupted
 from convlens.sweeps.multirun import SEARCH_SWEEPER
 from convlens.sweeps.sweep_dir_claim import claim_sweep_dir
+
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
 class SweepReport(Callback):
@@ -39,7 +42,8 @@ class SweepReport(Callback):
             return
         from convlens.sweeps.report import build_report, print_report, write_report  # matplotlib: only when needed
 
-        report = build_report(Path(config.hydra.sweep.dir), config.get("optimized_metric") or "val/acc_best")
+        report = build_report(Path(config.hydra.sweep.dir), config.get("optimized_metric") or "val/acc_best",
+                              config=config)
         write_report(report)
         print_report(report)
         if report.failed:
@@ -47,3 +51,17 @@ class SweepReport(Callback):
             print_error(f"{len(report.failed)} of {report.n_jobs} jobs failed or wrote no metrics.json: {names}; "
                         f"see {report.sweep_dir}/report.md")
             sys.exit(1)
+
+
+class ReportOnCtrlC(Callback):
+    """Remembers the sweep as it starts, so that Ctrl-C still ends it with a report (``sweeps/interrupted.py``).
+
+    Under Hydra's basic launcher the jobs run in this process, so from here on Ctrl-C is a KeyboardInterrupt
+    (during training StopOnSignal first saves the job's last.ckpt) rather than startup's immediate exit. Other
+    launchers' workers get the signal themselves, and this process keeps ending at once, as before.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        interrupted.remember(config)
+        if config.hydra.launcher.get("_target_") == BASIC_LAUNCHER:
+            task_begins()
