@@ -139,6 +139,10 @@ def image_side(value: Any) -> bool:
     return value >= 4 and value % 4 == 0
 
 
+def scale_range(value: Any) -> bool:
+    return len(value) == 2 and all(is_kind(item, (float,)) for item in value) and 0 < value[0] <= value[1]
+
+
 COLORMAP = text("viridis", what="a matplotlib colour map name")
 CHECKPOINT = path("<run dir>/checkpoints/last.ckpt", null=True)
 LIMIT = custom((int, float), "a number of batches (integer >= 0), a fraction in [0, 1], or null", "null",
@@ -196,6 +200,8 @@ RULES: dict[str, Rule] = {
     "model.optimizer.lr": number(0, low_open=True, example=0.001),
     "model.optimizer.momentum": number(0, 1, high_open=True, example=0.9),
     "model.optimizer.weight_decay": number(0, example=0.0005),
+    "model.optimizer.nesterov": flag(False),
+    "model.label_smoothing": number(0, 1, high_open=True, example=0.1),
     "model.class_names": custom((list,), "a list of class names", "[cat,dog]", text_list, (), null=True),
     "model.scheduler": custom((dict,), "chosen as a group: model/scheduler=cosine or model/scheduler=constant",
                               "null", lambda value: False, (), null=True),
@@ -203,6 +209,27 @@ RULES: dict[str, Rule] = {
     "model.scheduler.eta_min": number(0, example=0.0),
     "model.scheduler.factor": number(0, 1, low_open=True, example=1.0),
     "model.scheduler.total_iters": integer(0, example=0),
+    "model.scheduler.interval": choice("epoch", "step"),
+    "model.scheduler.warmup_steps": integer(0, example=500),
+    "model.scheduler.warmup_start_factor": number(0, 1, low_open=True, example=0.1),
+    "model.scheduler.max_lr": number(0, low_open=True, example=0.05),
+    "model.scheduler.total_steps": custom((str, int), "auto or a number of optimizer steps >= 1", "auto",
+                                          lambda value: value == "auto" or (isinstance(value, int) and value >= 1),
+                                          (0, "many")),
+    "model.scheduler.pct_start": number(0, 1, low_open=True, high_open=True, example=0.25),
+    "model.scheduler.anneal_strategy": choice("cos", "linear"),
+    "model.scheduler.div_factor": number(0, low_open=True, example=25.0),
+    "model.scheduler.final_div_factor": number(0, low_open=True, example=10000.0),
+    "model.scheduler.cycle_momentum": flag(False),
+    # conf/augment
+    "augment": custom((dict,), "chosen as a group: augment=shift, augment=affine or augment=elastic", "null",
+                      lambda value: False, (), null=True),
+    "augment.max_shift_px": number(0, example=2.0),
+    "augment.max_rotation_deg": number(0, 180, example=10.0),
+    "augment.scale": custom((list,), "two numbers [low,high] with 0 < low <= high", "[0.9,1.1]", scale_range,
+                            ([1.1, 0.9], [0, 1], [1.0])),
+    "augment.elastic_alpha_px": number(0, example=34.0),
+    "augment.elastic_sigma_px": number(0, low_open=True, example=4.0),
     # conf/app.yaml
     "app.host": text("127.0.0.1", what="a host name or address"),
     "app.port": integer(1, 65535, example=7860),
@@ -258,6 +285,7 @@ RULES: dict[str, Rule] = {
                                                        "[100]", int_list(0), ([-1], [])),
     "callbacks.convnet_pictures.every_n_checks": integer(1, example=1),
     "callbacks.convnet_pictures.tensorboard_tile_px": integer(1, example=1),
+    "callbacks.convnet_pictures.augmentation_images": integer(1, example=16),
     "callbacks.convnet_pictures.style.tile_px": integer(1, example=80),
     "callbacks.convnet_pictures.style.separator_px": integer(0, example=2),
     "callbacks.convnet_pictures.style.colormap": COLORMAP,
