@@ -83,8 +83,8 @@ def test_a_shift_moves_each_image_by_its_own_offset_in_pixels():
     ("augment.max_shift_px=-1", "augment.max_shift_px=-1 must be a number at least 0; try augment.max_shift_px=2.0"),
     ("augment.max_rotation_deg=181",
      "augment.max_rotation_deg=181 must be at least 0 and at most 180; try augment.max_rotation_deg=10.0"),
-    ("augment.scale=[1.2,0.8]",
-     "augment.scale=[1.2,0.8] must be two numbers [low,high] with 0 < low <= high; try augment.scale=[0.9,1.1]"),
+    ("augment.max_scale_change=1", "augment.max_scale_change=1 must be at least 0 and below 1; "
+                                   "try augment.max_scale_change=0.1"),
 ])
 def test_bad_strengths_are_refused_in_one_line(override, line, tmp_path):
     with pytest.raises(ConvlensError) as error:

@@ -139,10 +139,6 @@ def image_side(value: Any) -> bool:
     return value >= 4 and value % 4 == 0
 
 
-def scale_range(value: Any) -> bool:
-    return len(value) == 2 and all(is_kind(item, (float,)) for item in value) and 0 < value[0] <= value[1]
-
-
 COLORMAP = text("viridis", what="a matplotlib colour map name")
 CHECKPOINT = path("<run dir>/checkpoints/last.ckpt", null=True)
 LIMIT = custom((int, float), "a number of batches (integer >= 0), a fraction in [0, 1], or null", "null",
@@ -226,8 +222,7 @@ RULES: dict[str, Rule] = {
                       lambda value: False, (), null=True),
     "augment.max_shift_px": number(0, example=2.0),
     "augment.max_rotation_deg": number(0, 180, example=10.0),
-    "augment.scale": custom((list,), "two numbers [low,high] with 0 < low <= high", "[0.9,1.1]", scale_range,
-                            ([1.1, 0.9], [0, 1], [1.0])),
+    "augment.max_scale_change": number(0, 1, high_open=True, example=0.1),
     "augment.elastic_alpha_px": number(0, example=34.0),
     "augment.elastic_sigma_px": number(0, low_open=True, example=4.0),
     # conf/app.yaml

@@ -24,23 +24,24 @@ class BatchAugment:
     """Transforms (N, C, H, W) images in [0, 1]; keeps shape, dtype, device and range. Strengths in pixels/degrees.
 
     ``max_shift_px``: each axis moves by up to this many pixels either way; ``max_rotation_deg``: turned by up to
-    this many degrees either way; ``scale``: (low, high) enlargement factor; ``elastic_alpha_px``: the strength
+    this many degrees either way; ``max_scale_change``: enlarged by a factor from [1 - it, 1 + it];
+    ``elastic_alpha_px``: the strength
     of an elastic distortion (Simard et al. 2003: uniform noise in [-1, 1] per pixel, blurred by a Gaussian of
     ``elastic_sigma_px``, times alpha pixels), 0 for none. Pixels moved in from outside the image are black (0).
     """
 
     def __init__(self, max_shift_px: float = 0.0, max_rotation_deg: float = 0.0,
-                 scale: tuple[float, float] = (1.0, 1.0), elastic_alpha_px: float = 0.0,
+                 max_scale_change: float = 0.0, elastic_alpha_px: float = 0.0,
                  elastic_sigma_px: float = 4.0) -> None:
         self.max_shift_px = float(max_shift_px)
         self.max_rotation = math.radians(max_rotation_deg)
-        self.scale = (float(scale[0]), float(scale[1]))
+        self.max_scale_change = float(max_scale_change)
         self.elastic_alpha_px = float(elastic_alpha_px)
         self.elastic_sigma_px = float(elastic_sigma_px)
 
     @property
     def active(self) -> bool:
-        return bool(self.max_shift_px or self.max_rotation or self.scale != (1.0, 1.0) or self.elastic_alpha_px)
+        return bool(self.max_shift_px or self.max_rotation or self.max_scale_change or self.elastic_alpha_px)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if not self.active:
@@ -62,7 +63,8 @@ class BatchAugment:
         """(N, 2, 3) maps from output to input coordinates in [-1, 1], where one pixel is 2 / side."""
         angle = self.uniform((n,), -self.max_rotation, self.max_rotation, device, generator) \
             if self.max_rotation else torch.zeros(n, device=device)
-        scale = self.uniform((n,), *self.scale, device, generator) if self.scale != (1.0, 1.0) \
+        change = self.max_scale_change
+        scale = self.uniform((n,), 1 - change, 1 + change, device, generator) if change \
             else torch.ones(n, device=device)
         shift = self.uniform((n, 2), -self.max_shift_px, self.max_shift_px, device, generator) \
             if self.max_shift_px else torch.zeros(n, 2, device=device)
