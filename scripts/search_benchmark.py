@@ -81,6 +81,14 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def cpu_model() -> str:
+    """The CPU's name, which speed figures are written beside (the VM type's speed changes between days)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.is_file() else []
+    return names[0] if names else platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=30)
@@ -96,7 +104,7 @@ def main() -> None:
             for name in names[round_index % 3:] + names[:round_index % 3]:
                 runs.append(run_search(name, args, Path(scratch) / f"{name}_{round_index}"))
                 print(json.dumps(runs[-1]), flush=True)
-    result = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
+    result = {"date": datetime.date.today().isoformat(), "machine": cpu_model(),
               "cores": os.cpu_count(), "args": vars(args) | {"out": str(args.out)}, "runs": runs,
               "summary": summary(runs)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
