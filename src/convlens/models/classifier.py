@@ -94,7 +94,7 @@ class ConvNetClassifier(LightningModule):
         fitting = self.trainer.state.fn == TrainerFn.FITTING
         return [StepChunks(self.hparams.steps_per_call)] if fitting and not self.automatic_optimization else []
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | dict[str, torch.Tensor]:
         if not self.automatic_optimization:  # a chunk: a list of batches, one optimizer step each
             return train_chunk(self, batch, batch_idx)
         loss = self.train_metrics_update(*self.loss_and_predictions(batch))
