@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -55,6 +56,36 @@ def test_the_run_log_holds_what_the_run_printed_and_the_tensorboard_line_pastes(
     program, *arguments = shlex.split(board.removeprefix("TensorBoard: "))
     assert arguments == ["--logdir", str(run_dir)]
     assert Path(program).is_file() or program == sys.executable  # runs without an activated environment
+
+
+# Every line a default tiny run prints, by what it says: Lightning's account of the machine and of the fit, the
+# model summary, and the run's own result lines. Anything else is a notice that does not apply to it.
+RUN_OWN_LINES = [
+    r"Seed set to 12345", r"GPU available: False, used: False", r"TPU available: False, using: 0 TPU cores",
+    r"`Trainer.fit` stopped: `max_epochs=1` reached\.",
+    r"(Restoring states from the checkpoint path|Loaded model weights from the checkpoint) at \S+/best-\S+\.ckpt",
+    r"[┏┃┡│└].*", r"(Trainable|Non-trainable|Total) params: \d.*", r"Total estimated model params size.*",
+    r"Modules in (train|eval) mode: \d+", r"Total FLOPs: [1-9].*",  # "Total FLOPs: 0" was a wrong count
+    r"test/acc 0\.\d+ \(error .*\) · val/acc_best .* → \S+", r"TensorBoard: .*",
+]
+
+
+@pytest.mark.slow
+def test_a_default_tiny_run_prints_only_lines_that_apply_to_it(data_dir, tmp_path):
+    result = run_entry("train.py", "debug=limit", "trainer.log_every_n_steps=10", "callbacks.rich_progress_bar=null",
+                       "+trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}",
+                       f"hydra.run.dir={tmp_path / 'run'}", env={"COLUMNS": "200"})
+    printed = [line.rstrip() for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    others = [line for line in printed if not any(re.fullmatch(own, line) for own in RUN_OWN_LINES)]
+    assert not others, "lines that are not the run's own:\n" + "\n".join(others)
+    assert any(line.startswith("Total FLOPs: ") for line in printed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local", "submitit_slurm"])
+def test_choosing_a_launcher_prints_no_schema_matching_warning(launcher):
+    result = run_entry("train.py", f"hydra/launcher={launcher}", "--cfg", "hydra", "--package", "hydra.launcher")
+    assert result.stderr == "" and result.stdout.startswith("# @package hydra.launcher")
 
 
 @pytest.mark.slow

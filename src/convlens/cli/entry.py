@@ -17,6 +17,7 @@ from hydra.errors import ConfigCompositionException, HydraException, MissingConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 from rich.markup import escape
 
+from convlens.cli.library_notices import quiet_library_notices
 from convlens.cli.resolvers import register_resolvers
 from convlens.cli.run_log import error_console, join_run_log, log_failure
 from convlens.errors import ConvlensError
@@ -30,6 +31,7 @@ USER_FULL_ERROR = "CONVLENS_USER_HYDRA_FULL_ERROR"
 T = TypeVar("T")
 
 register_resolvers()  # every entry point imports this module before Hydra composes its config
+quiet_library_notices()
 
 
 def set_project_root() -> None:

@@ -46,5 +46,5 @@ class StepCheckpoint(ModelCheckpoint):
         if not self.save_last or trainer.fast_dev_run or self.dirpath is None:
             return
         path = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # everything a resume needs
         self.last_model_path = str(path)

@@ -59,6 +59,9 @@ class ConvNetClassifier(LightningModule):
         self.chunk_plan: ChunkPlan | None = None  # set by StepChunks once the data is known
         self.graphed_step: GraphedStep | None = None  # made at the first full batch, when graphs can run here
         self.net = ConvNet(**self.hparams.net)
+        # One blank image: Lightning's model summary runs it to count the network's FLOPs and show layer shapes.
+        size = self.hparams.net.get("image_size", 28)
+        self.example_input_array = torch.zeros(1, self.hparams.net.get("in_channels", 1), size, size)
         num_classes = self.hparams.net.get("num_classes", 10)
         if class_names is not None and len(class_names) != num_classes:
             raise ConvlensError(f"{len(class_names)} class names for model.net.num_classes={num_classes}; "
