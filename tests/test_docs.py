@@ -104,6 +104,8 @@ def skip_reason(tokens: list[str]) -> str | None:
         return "the app is a server that runs until it is stopped (its own tests start and query it)"
     if program == "tensorboard":
         return "a server that runs until it is stopped (tests/test_looking_inside.py queries one)"
+    if "--cfg" in tokens:
+        return None  # prints the composed config and runs nothing, whatever launcher or devices it names
     if "hydra/launcher=submitit_slurm" in tokens:
         return "submits jobs to a SLURM cluster"
     if "trainer=ddp" in tokens:
