@@ -19,6 +19,7 @@ import torch
 from conftest import compose_config, run_entry
 from convlens.faults.checkpoints import checked_checkpoint_path
 from convlens.cli.entry import PROJECT_ROOT, hydra_error_line, print_error, shell_override
+from convlens.cli.threads import START_OMP_NUM_THREADS, START_THREADS
 from convlens.errors import ConvlensError
 from convlens.sweeps.hydra_callback import refuse_a_used_sweep_dir
 from convlens.tasks.predict import image_paths
@@ -38,6 +39,12 @@ def test_last_ckpt_holds_the_final_step_and_no_tensorboard_line_without_tensorbo
     assert metrics["steps"] == 30
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == metrics["steps"]
     assert "TensorBoard" not in capsys.readouterr().out
+
+
+def test_the_test_after_an_in_process_run_with_threads_1_has_the_sessions_threads():
+    """Runs after the test above (file order), which trained in this process with threads=1."""
+    assert os.environ.get("OMP_NUM_THREADS") == START_OMP_NUM_THREADS
+    assert torch.get_num_threads() == START_THREADS
 
 
 @pytest.mark.slow
