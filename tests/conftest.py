@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from convlens.cli.entry import CONFIG_DIR, PROJECT_ROOT, set_project_root
+from convlens.cli.threads import set_threads
 from convlens.data.mnist_files import ensure_mnist
 
 set_project_root()
@@ -22,15 +22,11 @@ set_project_root()
 
 @pytest.fixture(autouse=True)
 def thread_settings_restored():
-    """An in-process run with ``threads=1`` sets OMP_NUM_THREADS and torch's thread count for the whole process
-    (as a job must); each test ends with the values it started with, so the tests after it run as they would alone."""
-    omp, count = os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
+    """An in-process run with ``threads=1`` (in a test or a module's fixture) sets OMP_NUM_THREADS and torch's
+    thread count for the whole process, as a job must; after each test they are the session's starting values
+    again, so the tests after it run as they would alone."""
     yield
-    torch.set_num_threads(count)
-    if omp is None:
-        os.environ.pop("OMP_NUM_THREADS", None)
-    else:
-        os.environ["OMP_NUM_THREADS"] = omp
+    set_threads(None)
 
 
 @pytest.fixture(scope="session")
