@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup data train test test-fast benchmark app clean-logs
+.PHONY: setup data train test test-fast benchmark app dashboard clean-logs
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ benchmark: data
 # Look inside the newest run's last.ckpt at http://127.0.0.1:7860, or another: make app ARGS="ckpt_path=<x.ckpt>"
 app: data
 	$(PY) src/app.py $(ARGS)
+
+# Watch the newest search's study at http://127.0.0.1:8080, or another: make dashboard ARGS="<sweep dir or storage URL>"
+dashboard: setup
+	$(PY) scripts/dashboard.py $(ARGS)
 
 clean-logs:
 	rm -rf logs

@@ -1,12 +1,14 @@
 """Time convlens against the tutorial's hand-written loop and the floor, each run as its own process, alternating.
 
-    python scripts/benchmark.py [--epochs 3] [--runs 3] [--device cpu|cuda] [--out logs/benchmark.json] [B's overrides]
+    python scripts/benchmark.py [--epochs 3] [--runs 3] [--device cpu|cuda] [--graphs] [--out logs/benchmark.json]
+                                [B's overrides]
 
 A is ``scripts/tutorial_loop.py`` (plain PyTorch, per-item ToTensor, a DataLoader); B is ``src/train.py`` with
 its defaults (logging, checkpoints, progress bar, pictures and every default callback on); F is the floor,
 ``scripts/floor_loop.py``: the same steps as a bare loop over data already in memory; on CUDA also G, that loop
-replayed as a CUDA graph. All run the same epochs on the same device (``--device cuda`` also gives B
-``trainer=gpu``), in the order A B F [G], A B F [G], ... so the noise of a shared machine spreads over all.
+replayed as a CUDA graph; with ``--graphs`` also C, B with ``model.cuda_graphs=true``. All run the same epochs
+on the same device (``--device cuda`` also gives B and C ``trainer=gpu``), in the order A B F [C] [G], A B F [C]
+[G], ... so the noise of a shared machine spreads over all.
 For each run it records the whole-process wall seconds (timed here), the training-loop seconds per epoch each
 reports for itself (A and F time their epoch loops; B's ``seconds_per_epoch`` in ``metrics.json`` is
 Lightning's ``Timer`` from the start of training to its end, validation checks included; setup, the sanity
@@ -38,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The issue's targets for B/A, checked against the medians and reported (never asserted).
 TARGETS = {"seconds_per_epoch": 0.65, "wall_seconds": 0.85}
+GRAPH_TARGETS = {"seconds_per_epoch": 0.5, "wall_seconds_20_epochs": 25.0}  # C on one GPU, in seconds
 MAX_RSS_MB_B = 1200
 MIN_TEST_ACC_20_EPOCHS = 0.99
 
@@ -63,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tutorial-threads", type=int, default=None,
                         help="torch threads for A (default: torch's own choice, as the tutorial runs)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where every side trains")
+    parser.add_argument("--graphs", action="store_true",
+                        help="also C: B's command with model.cuda_graphs=true, in the same rotation")
     parser.add_argument("--convlens-root", default=str(ROOT),
                         help="the checkout whose src/train.py is B, e.g. an older commit for a before/after")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for B only, e.g. trainer=gpu")
@@ -141,12 +146,17 @@ def run_graph_floor(args: argparse.Namespace, scratch: Path, index: int) -> dict
     return run_loop(floor_command(args, out, graph=True), out, scratch / f"G{index}.log")
 
 
-def run_convlens(args: argparse.Namespace, scratch: Path, index: int) -> dict[str, Any]:
-    run_dir = scratch / f"B{index}"
-    measured = run_process(convlens_command(args, run_dir), scratch / f"B{index}.log")
+def run_convlens(args: argparse.Namespace, scratch: Path, index: int, side: str = "B",
+                 extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    run_dir = scratch / f"{side}{index}"
+    measured = run_process([*convlens_command(args, run_dir), *extra], scratch / f"{side}{index}.log")
     reported = json.loads((run_dir / "metrics.json").read_text())
     return {**measured, "seconds_per_epoch": reported["seconds_per_epoch"], "test_acc": reported["test/acc"],
             "steps": reported["steps"]}
+
+
+def run_convlens_graphed(args: argparse.Namespace, scratch: Path, index: int) -> dict[str, Any]:
+    return run_convlens(args, scratch, index, side="C", extra=("model.cuda_graphs=true",))
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -167,7 +177,8 @@ def machine() -> dict[str, Any]:
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
-SIDE_NAMES = {"A": "A: tutorial loop", "B": "B: src/train.py", "F": "F: floor, eager", "G": "G: floor, CUDA graph"}
+SIDE_NAMES = {"A": "A: tutorial loop", "B": "B: src/train.py", "C": "C: B with CUDA graphs", "F": "F: floor, eager",
+              "G": "G: floor, CUDA graph"}
 
 
 def report(result: dict[str, Any], console: Console) -> None:
@@ -196,6 +207,14 @@ def verdicts(result: dict[str, Any]) -> list[str]:
         acc = b["test_acc"]["min"]
         lines.append(f"{'met' if acc >= MIN_TEST_ACC_20_EPOCHS else 'MISSED'}: B's test accuracy {acc:.4f} "
                      f"(target ≥ {MIN_TEST_ACC_20_EPOCHS})")
+    if "C" in result:
+        epoch, limit = result["C"]["seconds_per_epoch"]["median"], GRAPH_TARGETS["seconds_per_epoch"]
+        lines.append(f"{'met' if epoch <= limit else 'MISSED'}: C's training loop {epoch:.2f} s an epoch "
+                     f"(target ≤ {limit})")
+        if result["epochs"] == 20:
+            wall, limit = result["C"]["wall_seconds"]["median"], GRAPH_TARGETS["wall_seconds_20_epochs"]
+            lines.append(f"{'met' if wall <= limit else 'MISSED'}: C's whole process {wall:.1f} s for 20 epochs "
+                         f"(target ≤ {limit})")
     return lines
 
 
@@ -205,6 +224,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = datetime.datetime.now(datetime.timezone.utc)
     host = machine()
     sides = {"A": run_tutorial, "B": run_convlens, "F": run_floor}
+    if args.graphs:
+        sides["C"] = run_convlens_graphed
     if args.device == "cuda":
         sides["G"] = run_graph_floor
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}

@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +20,7 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
+from browser import chromium, needs_chromium, requested_urls
 from conftest import PROJECT_ROOT, compose_config
 from convlens.faults.checkpoints import load_classifier
 from convlens.data.own_images import load_digit
@@ -286,34 +285,7 @@ def folder_checkpoint(path: Path, class_names: list[str]) -> Path:
     return path
 
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-def chromium(width: int = 1600, height: int = 1400):
-    """Headless Debian Chromium, logging every network request the page makes."""
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the test extra)")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     f"--window-size={width},{height}"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-
-
-def requested_urls(browser) -> set[str]:
-    urls = set()
-    for entry in browser.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
-            urls.add(message["params"]["request"]["url"])
-    return urls
-
-
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                    reason="no chromium + chromedriver: apt-get install chromium chromium-driver")
+@needs_chromium
 def test_a_stroke_drawn_in_chromium_is_classified_on_the_page(server, checkpoint, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By

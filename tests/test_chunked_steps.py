@@ -3,6 +3,7 @@ steps, checkpoint steps and TensorBoard step axis, on real MNIST; and the plan t
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import compose_config
 from convlens.data.step_batches import StepBatches
 from convlens.errors import ConvlensError
-from convlens.models.chunked_steps import ChunkPlan, steps_after_limit
+from convlens.models import chunked_steps
+from convlens.models.chunked_steps import ChunkPlan, one_step, steps_after_limit
 from convlens.tasks.train import train
+from cpu_graphs import record_graphed_steps
 
 # 2 epochs of 25 steps, validation every 10 steps (after steps 10 and 20 of each epoch, never after step 25),
 # a step checkpoint every 10, the loss written every 3 steps, a cosine schedule stepped per epoch.
@@ -170,20 +173,54 @@ def test_cuda_graphs_need_several_steps_per_call(train_config):
         instantiate(train_config("model.cuda_graphs=true", "model.steps_per_call=1").model)
 
 
+GPU_RUN = ("trainer=gpu", "callbacks.rich_progress_bar=null", "trainer.enable_model_summary=false", *RUN)
+needs_a_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU; this machine has none")
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU; this machine has none")
-def test_graph_replay_trains_as_the_eager_steps_do(tmp_path, data_dir):
-    """Without dropout the replayed steps and the eager ones see the same batches and must agree closely."""
+@needs_a_gpu
+def test_graph_replay_trains_as_the_eager_steps_do(tmp_path, data_dir, monkeypatch):
+    """Dropout on: each replay must draw fresh random numbers, the very ones the eager step draws (a replay uses
+    the generator's offset as it stands and advances it, as an eager kernel does), so both runs agree closely."""
+    made = record_graphed_steps(monkeypatch)
     results = {}
     for graphs in ("false", "true"):
-        overrides = ["trainer=gpu", f"paths.data_dir={data_dir}", "callbacks.rich_progress_bar=null",
-                     "trainer.enable_model_summary=false", f"model.cuda_graphs={graphs}", "model.net.dropout=0.0",
-                     *RUN]
+        overrides = [f"paths.data_dir={data_dir}", f"model.cuda_graphs={graphs}", *GPU_RUN]
         metrics = train(compose_config("train", overrides, tmp_path / graphs))
         weights = torch.load(tmp_path / graphs / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
         results[graphs] = metrics, weights
     (eager, eager_weights), (graphed, graphed_weights) = results["false"], results["true"]
     assert graphed["steps"] == eager["steps"] == 50
+    # The first step is eager (no momentum buffers yet); the cosine rate changes once, after epoch 1: two
+    # captures, and every other of the 2 x 25 full batches replayed.
+    (step,) = made
+    assert (step.captures, step.replays) == (2, 49)
     for name, tensor in eager_weights.items():
         assert torch.allclose(graphed_weights[name], tensor, atol=1e-4), name
     assert graphed["test/acc"] == pytest.approx(eager["test/acc"], abs=0.01)
+
+
+@pytest.mark.slow
+@needs_a_gpu
+@pytest.mark.parametrize("graphs", ["false", "true"])
+def test_a_step_waits_for_the_gpu_nowhere(tmp_path, data_dir, monkeypatch, graphs):
+    """No host sync inside an optimizer step, eager or replayed (a capture synchronizes by design: not counted)."""
+    made, synced = record_graphed_steps(monkeypatch), []
+
+    def watched_step(module, optimizer, x, y):
+        captures = sum(step.captures for step in made)
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                loss = one_step(module, optimizer, x, y)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        if sum(step.captures for step in made) == captures:
+            synced.extend(str(warning.message) for warning in caught if "synchroniz" in str(warning.message))
+        return loss
+
+    monkeypatch.setattr(chunked_steps, "one_step", watched_step)
+    train(compose_config("train", [f"paths.data_dir={data_dir}", f"model.cuda_graphs={graphs}", "test=false",
+                                   *GPU_RUN], tmp_path))
+    assert synced == []

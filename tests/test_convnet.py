@@ -45,3 +45,20 @@ def test_width_comes_from_arguments():
     net = ConvNet(depth=(6, 12), hidden=64, image_size=28, num_classes=3)
     assert net.fc1.in_features == 12 * 7 * 7
     assert net(torch.zeros(1, 1, 28, 28)).shape == (1, 3)
+
+
+def test_dropout_keeps_the_activations_dtype_and_draws_the_float32_mask():
+    """bfloat16 activations stay bfloat16 (a float32 mask would promote them, and a bfloat16 network's next layer
+    would refuse them), and keep exactly the units a float32 input keeps under the same seed."""
+    dropout = ConvNet(dropout=0.3).dropout.train()
+    x = torch.rand(64, 512) + 0.5
+    torch.manual_seed(0)
+    kept32 = dropout(x) != 0
+    torch.manual_seed(0)
+    out16 = dropout(x.bfloat16())
+    assert out16.dtype == torch.bfloat16
+    assert torch.equal(out16 != 0, kept32)
+    assert abs(kept32.float().mean().item() - 0.7) < 0.01
+
+    net = ConvNet().bfloat16().train()
+    assert net(torch.rand(3, 1, 28, 28, dtype=torch.bfloat16)).dtype == torch.bfloat16

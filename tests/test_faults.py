@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from convlens.cli.entry import PROJECT_ROOT
 from convlens.data.mnist_files import MnistUnavailableError, ensure_mnist, raw_dir
 from convlens.faults.atomic_checkpoint_io import AtomicCheckpointIO
 from convlens.faults.finite_loss import TrainingDiverged
+from convlens.faults.random_state import RandomStateInCheckpoint
 from convlens.tasks.train import train
 
 SOURCES = sorted((PROJECT_ROOT / "src").rglob("*.py"))
@@ -206,3 +208,35 @@ def test_a_source_failing_over_several_lines_still_gives_one_line(tmp_path):
         ensure_mnist(tmp_path, sources=(mirrors_refused,))
     assert "\n" not in str(error.value)
     assert "RuntimeError: Error downloading train-images-idx3-ubyte.gz: Tried https://a/, got: <urlopen" in str(error.value)
+
+
+def test_the_random_state_resumes_on_a_machine_without_the_saved_gpus(monkeypatch):
+    """Only the GPU a process trains on is saved, and restored onto the GPU it trains on now: a checkpoint that
+    holds more GPUs' states than are visible (written before, with one state per GPU) never indexes past them."""
+    saved_on, restored = [], []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: saved_on.append(device) or torch.ones(16))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state, device)))
+    state = RandomStateInCheckpoint().state_dict()
+    assert saved_on == [1] and torch.equal(state["cuda"], torch.ones(16))  # one state, not a list
+
+    on_gpu = SimpleNamespace(device=torch.device("cuda", 0))
+    for saved, expected in ((state["cuda"], torch.ones(16)), ([torch.zeros(16), torch.ones(16)], torch.zeros(16))):
+        callback = RandomStateInCheckpoint()
+        callback.load_state_dict({"torch": torch.get_rng_state(), "cuda": saved})
+        callback.on_train_start(None, on_gpu)
+        state_put, device = restored.pop()
+        assert torch.equal(state_put, expected) and device == on_gpu.device
+
+
+def test_the_random_state_of_a_gpu_run_resumes_on_a_cpu():
+    callback = RandomStateInCheckpoint()
+    saved = callback.state_dict()
+    assert saved["cuda"] is None  # no GPU was used here
+    expected = torch.rand(3)
+    torch.set_rng_state(saved["torch"])
+    callback.load_state_dict({"torch": saved["torch"], "cuda": [torch.zeros(16, dtype=torch.uint8)] * 2})
+    torch.rand(5)
+    callback.on_train_start(None, SimpleNamespace(device=torch.device("cpu")))
+    assert torch.equal(torch.rand(3), expected)

@@ -21,7 +21,7 @@ from convlens.faults.checkpoints import checked_checkpoint_path
 from convlens.cli.entry import PROJECT_ROOT, hydra_error_line, print_error, shell_override
 from convlens.cli.threads import START_OMP_NUM_THREADS, START_THREADS
 from convlens.errors import ConvlensError
-from convlens.sweeps.hydra_callback import refuse_a_used_sweep_dir
+from convlens.sweeps.sweep_dir_claim import refuse_a_used_sweep_dir
 from convlens.tasks.predict import image_paths
 from convlens.sweeps.report import build_report, write_report
 from convlens.tasks.train import train
@@ -149,14 +149,18 @@ def test_a_relative_out_dir_lies_in_the_run_folder(tmp_path):
     assert output_folder(compose_config("visualize", [f"out_dir={tmp_path / 'x'}"], tmp_path)) == tmp_path / "x"
 
 
-def test_a_sweep_dir_with_jobs_is_refused_with_the_way_to_continue_the_study(tmp_path):
+def test_a_sweep_dir_with_jobs_is_refused_to_a_grid_and_to_another_study_but_not_to_its_own_search(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
     refuse_a_used_sweep_dir(tmp_path, None)  # empty: fine
     (tmp_path / "0" / ".hydra").mkdir(parents=True)
     (tmp_path / "0" / ".hydra" / "overrides.yaml").write_text("[]\n")
-    storage = f"sqlite:///{tmp_path}/optuna.db"
+    (tmp_path / ".sweep.kind").write_text(f"search {storage} mine\n")
     with pytest.raises(ConvlensError, match=r"already holds the jobs of an earlier sweep \(0\)") as error:
-        refuse_a_used_sweep_dir(tmp_path, storage)
-    assert str(error.value).endswith(f"pass a new hydra.sweep.dir with hydra.sweeper.storage={storage}")
+        refuse_a_used_sweep_dir(tmp_path, None)
+    assert str(error.value).endswith("to continue a search, run the same command with the same hydra.sweep.dir")
+    refuse_a_used_sweep_dir(tmp_path, f"search {storage} mine")  # the same study continues
+    with pytest.raises(ConvlensError, match=rf"another sweep or study \(0\).*hydra.sweeper.storage={storage}"):
+        refuse_a_used_sweep_dir(tmp_path, f"search {storage} other")
 
 
 @pytest.mark.slow

@@ -61,8 +61,9 @@ def test_grid_multirun_gives_each_job_its_own_dir_and_ends_with_a_report(tiny, t
     assert [row["model.optimizer.lr"] for row in rows] == ["0.01", "0.05"]
     assert [float(row["val/acc_best_mean"]) for row in rows] == [metrics_of(job)["val/acc_best"] for job in jobs]
     assert sum(row["best"] == "1" for row in rows) == 1
-    markdown = (sweep / "report.md").read_text()
-    assert markdown.count("| 0.01 |") == 1 and markdown.count("| 0.05 |") == 1
+    settings, _, every_job = (sweep / "report.md").read_text().partition("## Every job")
+    assert settings.count("| 0.01 |") == 1 and settings.count("| 0.05 |") == 1
+    assert "| 0 | 0.01 | complete |" in every_job and "| 1 | 0.05 | complete |" in every_job
     assert (sweep / "report.png").stat().st_size > 0
     assert "val/acc_best" in result.stdout and "★" in result.stdout
 
@@ -116,6 +117,54 @@ def test_a_failing_job_is_reported_with_its_overrides_and_the_sweep_goes_on(tiny
     markdown = (sweep / "report.md").read_text()
     assert "## Failed or missing jobs" in markdown and "trainer.accelerator=gpu" in markdown
     assert "1 of 2 jobs failed" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_grid_report_lists_a_failed_job_with_its_reason_beside_the_completed_one(tiny, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_entry("train.py", "-m", *tiny, "model.optimizer.lr=-1,0.01", f"hydra.sweep.dir={sweep}",
+                       check=False, env=SRC)
+
+    assert result.returncode == 1
+    reason = (sweep / "0" / "error.txt").read_text().strip()
+    assert "model.optimizer.lr" in reason
+    markdown = (sweep / "report.md").read_text()
+    assert "2 jobs: 1 complete, 1 failed." in markdown
+    assert f"| 0 | -1 | failed: {reason} | — |" in markdown
+    assert f"| 1 | 0.01 | complete | {100 * metrics_of(sweep / '1')['val/acc_best']:.2f} |" in markdown
+    assert "1 complete, 1 failed" in result.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_grid_reports_what_finished_and_says_how_to_run_the_rest(tiny, tmp_path):
+    """Ctrl-C pressed by a job itself (tests/ctrl_c_in_job.py) as job 1 of 4 trains; then the printed line is run."""
+    sweep, logs = tmp_path / "sweep", tmp_path / "logs"
+    ten_batches = [item for item in tiny if not item.startswith("trainer.limit_train_batches")]
+    grid = (*ten_batches, "trainer.limit_train_batches=10", "+callbacks.ctrl_c._target_=ctrl_c_in_job.CtrlCInJob",
+            f"paths.log_dir={logs}", "model.optimizer.lr=0.01,0.05", "seed=1,2")
+    tests_too = {"PYTHONPATH": f"{SRC['PYTHONPATH']}{os.pathsep}{PROJECT_ROOT / 'tests'}"}
+    result = run_entry("train.py", "-m", *grid, f"hydra.sweep.dir={sweep}", check=False,
+                       env={**tests_too, "CONVLENS_TEST_CTRL_C_JOB": "1"})
+
+    assert result.returncode == 128 + 2 and "Traceback" not in result.stderr
+    assert metrics_of(sweep / "0")["steps"] == 10, "the finished job is kept"
+    assert (sweep / "1" / "checkpoints" / "last.ckpt").is_file() and not (sweep / "1" / "metrics.json").exists()
+    assert not (sweep / "2").exists() and not (sweep / "3").exists()
+    markdown = (sweep / "report.md").read_text()
+    assert "4 jobs: 1 complete, 1 interrupted, 2 never started." in markdown
+    last = sweep / "1" / "checkpoints" / "last.ckpt"
+    assert f"| 1 | 0.01 | 2 | interrupted; its {last} resumes it | — |" in markdown
+    assert "| 2 | 0.05 | 1 | never started | — |" in markdown and "| 3 | 0.05 | 2 | never started | — |" in markdown
+    line = next(line for line in result.stderr.splitlines() if line.startswith("interrupted: "))
+    assert line.startswith("interrupted: 1 complete, 1 interrupted, 2 never started; run the rest with: python ")
+
+    rest = line.partition("run the rest with: ")[2].replace("python ", f"{sys.executable} ")
+    subprocess.run(rest, shell=True, cwd=PROJECT_ROOT, check=True, capture_output=True,
+                   env={**os.environ, **tests_too})
+    ran = sorted((job.value("model.optimizer.lr"), job.value("seed"))
+                 for new_sweep in (logs / "train" / "multiruns").iterdir() for job in build_report(new_sweep).jobs
+                 if job.metrics is not None)
+    assert ran == [("0.01", "2"), ("0.05", "1"), ("0.05", "2")], "the rest is exactly the jobs that did not finish"
 
 
 @pytest.mark.slow

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import run_entry
-from convlens.tasks.train import train
+from conftest import compose_config, run_entry
+from convlens.models.classifier import ConvNetClassifier
+from convlens.tasks.train import set_float32_precision, train
+from digit_folders import write_digit_folder
 
 pytestmark = pytest.mark.slow
 
@@ -96,3 +99,53 @@ def test_gpu_trainer_without_a_gpu_fails_clearly(tmp_path):
     assert result.returncode == 1
     assert "trainer=cpu" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_epoch_loss_weighs_a_short_batch_by_its_images(data_dir, tmp_path):
+    """96 images in batches of 20: four steps of 20 and one of 16. The epoch's loss is the mean over images."""
+    folder = write_digit_folder(data_dir, tmp_path / "digits", per_class=40)
+    run_dir = tmp_path / "run"
+    metrics = train(compose_config("train", [
+        "trainer=cpu", f"paths.data_dir={data_dir}", "callbacks.rich_progress_bar=null",
+        "callbacks.convnet_pictures=null", "trainer.enable_model_summary=false", "data=imagefolder",
+        f"data.root={folder}", "data.batch_size=20", "trainer.max_epochs=1", "trainer.val_check_interval=1.0",
+        "trainer.limit_val_batches=1", "test=false", "logger=csv", "trainer.log_every_n_steps=1",
+        "model.optimizer.lr=0.05"], run_dir))
+    step_losses = [float(row["train/loss"]) for row in logged_rows(run_dir) if row.get("train/loss")]
+    sizes = [20, 20, 20, 20, 16]
+    assert len(step_losses) == len(sizes)
+    by_image = sum(loss * size for loss, size in zip(step_losses, sizes, strict=True)) / sum(sizes)
+    assert metrics["train/loss_epoch"] == pytest.approx(by_image, rel=2e-6)
+    assert abs(by_image - sum(step_losses) / len(sizes)) > 1e-4  # the test can tell a plain mean of the steps
+
+
+@pytest.mark.parametrize("precision", ["highest", "high", "medium"])
+def test_float32_precision_covers_cudnn_convolutions(precision):
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    try:
+        set_float32_precision(precision)
+        assert torch.get_float32_matmul_precision() == precision
+        assert torch.backends.cudnn.allow_tf32 is (precision != "highest")  # "highest" is exact float32 throughout
+    finally:
+        torch.set_float32_matmul_precision(before[0])
+        torch.backends.cudnn.allow_tf32 = before[1]
+
+
+class TensorsFromHostData(TorchDispatchMode):
+    """Counts tensors made from Python numbers: on a GPU each is a copy from the host that waits for the device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func is torch.ops.aten.lift_fresh.default
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_steps_metric_update_makes_no_tensor_from_host_numbers():
+    module = ConvNetClassifier(net={}, optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01})
+    loss, preds, y = torch.tensor(2.0), torch.zeros(16, dtype=torch.long), torch.zeros(16, dtype=torch.long)
+    with TensorsFromHostData() as recorded:
+        module.train_metrics_update(loss, preds, y)
+    assert recorded.count == 0

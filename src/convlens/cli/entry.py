@@ -130,9 +130,19 @@ def hydra_error_line(error: HydraException) -> str:
 
 def shown_config_error(error: InterpolationKeyError) -> str:
     """``--cfg hydra --resolve``: Hydra shows its own settings without the run's, which conf/hydra reads."""
-    return (f"{str(error).splitlines()[0].rstrip('.')}: --cfg hydra leaves out the run's settings, which Hydra's own read "
-            "(hydra.run.dir and hydra.sweep.dir: paths.log_dir; the SLURM launcher: trainer.*); resolve them "
-            "with the rest: --cfg all --package hydra --resolve (or --package hydra.launcher)")
+    return (f"{str(error).splitlines()[0].rstrip('.')}: --cfg hydra leaves out the run's settings, which "
+            "Hydra's own read (hydra.run.dir and hydra.sweep.dir: paths.log_dir; the SLURM launcher: "
+            "trainer.*); resolve them with the rest: --cfg all --package hydra --resolve (or --package "
+            "hydra.launcher)")
+
+
+def report_a_stopped_sweep(stop: BaseException) -> None:
+    """Ctrl-C (or SIGTERM) that ends a sweep: its report and how to run the rest, then exit 128 + the signal."""
+    from convlens.sweeps import interrupted  # sweeps import this module: imported when needed
+
+    reported = interrupted.is_interrupt(stop) and interrupted.report_interrupted_sweep()
+    if reported and isinstance(stop, KeyboardInterrupt):
+        raise SystemExit(128 + signal.SIGINT) from stop  # the report said what happened; no second line
 
 
 def run_hydra(main: Callable[[], Any]) -> None:
@@ -158,5 +168,8 @@ def run_hydra(main: Callable[[], Any]) -> None:
             raise
         print_error(shown_config_error(error))
         sys.exit(1)
+    except (KeyboardInterrupt, SystemExit) as stop:
+        report_a_stopped_sweep(stop)
+        raise
     finally:
         restore_user_full_error()

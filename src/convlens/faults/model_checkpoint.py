@@ -9,6 +9,9 @@ from typing import Any
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from convlens.lightning_internals import validation_follows
+from convlens.models.resume_position import reopen_an_unfinished_epoch
+
 
 class BestAcrossRunsCheckpoint(ModelCheckpoint):
     """Resumed in a new run folder, still compare against the best checkpoint of the run it continues.
@@ -40,11 +43,45 @@ class StepCheckpoint(ModelCheckpoint):
     Lightning rewrites ``last.ckpt`` only when one of its triggers fires (a step count, a validation), so the
     steps after the last trigger would be missing from it; however training steps happen, this save comes
     after the last of them.
+
+    A step that a validation follows is saved after that validation, not before it: Lightning resumes a
+    checkpoint written at the end of a training batch as if the validation due there had run, so a resume from
+    the earlier file would skip it (its accuracy, its best checkpoint, and the random numbers its sampler draws).
     """
 
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._due_after_validation: int | None = None  # the step whose save waits for its validation
+        self._saving_at_fit_end = False
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        every = self._every_n_train_steps
+        if every > 0 and trainer.global_step % every == 0 and validation_follows(trainer):
+            self._due_after_validation = trainer.global_step
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        due = self._due_after_validation == trainer.global_step and not trainer.sanity_checking
+        if due and not self._should_skip_saving_checkpoint(trainer):
+            self._due_after_validation = None
+            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        super().on_validation_end(trainer, pl_module)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """After the last step, and also when a resumed run had nothing left to train: its folder gets one too."""
         if not self.save_last or trainer.fast_dev_run or self.dirpath is None:
             return
         path = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
-        trainer.save_checkpoint(path, weights_only=False)  # everything a resume needs
+        self._saving_at_fit_end = True
+        try:
+            trainer.save_checkpoint(path, weights_only=False)  # everything a resume needs
+        finally:
+            self._saving_at_fit_end = False
         self.last_model_path = str(path)
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        if self._saving_at_fit_end:
+            reopen_an_unfinished_epoch(trainer, checkpoint)

@@ -155,12 +155,13 @@ def one_step(module: ConvNetClassifier, optimizer: LightningOptimizer, x: torch.
     """One optimizer step on the plain torch optimizer, replayed from a CUDA graph where one can run.
 
     Lightning's per-step optimizer hooks (on_before_optimizer_step and its precision plugin's step) are what a
-    chunk leaves out; its step counters still advance, through the callables its manual loop gives each
+    chunk leaves out, and on one device without a loss scaler its backward hooks too (``optimizer_step_on``);
+    its step counters still advance, through the callables its manual loop gives each
     LightningOptimizer for exactly that.
     """
     optimizer._on_before_step()
     graphed = module.graphed_step
-    if graphed is None and module.hparams.cuda_graphs and module.graphs_can_run():
+    if graphed is None and module.graphs_run_here:
         graphed = module.graphed_step = GraphedStep(module, optimizer.optimizer, x, y)
     # The graph is captured once the optimizer state exists, so the first step runs eagerly.
     if graphed is not None and graphed.fits(x) and optimizer.optimizer.state:

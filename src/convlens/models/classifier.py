@@ -15,15 +15,18 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning import LightningModule
+from pytorch_lightning.strategies import SingleDeviceStrategy
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from convlens.errors import ConvlensError
+from convlens.models import cuda_graph_step
 from convlens.models.chunked_steps import AUTO, ChunkPlan, StepChunks, train_chunk
 from convlens.models.convnet import ConvNet
-from convlens.models.cuda_graph_step import GraphedStep
+from convlens.models.cuda_graph_step import GraphedStep, optimizer_can_be_captured
+from convlens.models.resume_position import Stepping, continue_in_new_calls, record_stepping
 
 
 def plain(config: Mapping | None) -> dict | None:
@@ -58,6 +61,8 @@ class ConvNetClassifier(LightningModule):
         self.automatic_optimization = steps_per_call == 1
         self.chunk_plan: ChunkPlan | None = None  # set by StepChunks once the data is known
         self.graphed_step: GraphedStep | None = None  # made at the first full batch, when graphs can run here
+        self.graphs_run_here = False  # model.cuda_graphs and nothing here that stops them (on_train_start)
+        self.backward_directly = False  # one device, no loss scaler: backward() without Lightning's hooks
         self.net = ConvNet(**self.hparams.net)
         # One blank image: Lightning's model summary runs it to count the network's FLOPs and show layer shapes.
         size = self.hparams.net.get("image_size", 28)
@@ -74,6 +79,9 @@ class ConvNetClassifier(LightningModule):
         self.val_acc = MulticlassAccuracy(**accuracy)
         self.test_acc = MulticlassAccuracy(**accuracy)
         self.val_acc_best = MaxMetric()
+        # The last finished epoch's train/loss_epoch and train/acc, carried in checkpoints: a resumed run that has
+        # no epoch left to finish still reports them.
+        self.last_epoch_training: dict[str, float] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -88,10 +96,25 @@ class ConvNetClassifier(LightningModule):
         # Kept beside the weights, not in them, so checkpoints without it still load strictly.
         if self.val_acc_best.update_called:
             checkpoint["val_acc_best"] = self.val_acc_best.compute().cpu()
+        checkpoint["last_epoch_training"] = self.last_epoch_training
+        if self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:
+            record_stepping(checkpoint, self.stepping())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "val_acc_best" in checkpoint:  # a resumed run's best accuracy includes the one before the stop
             self.val_acc_best.update(checkpoint["val_acc_best"].to(self.device))
+        self.last_epoch_training = dict(checkpoint.get("last_epoch_training", {}))
+        if self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:  # a resume, not a reload
+            continue_in_new_calls(checkpoint, self.stepping())
+
+    def stepping(self) -> Stepping:
+        """How this fit cuts its epochs into calls: what a checkpoint's position in the epoch is counted in."""
+        datamodule = self.trainer.datamodule
+        batch_size = None if datamodule is None else datamodule.hparams.get("batch_size")
+        if self.chunk_plan is not None:
+            return Stepping(self.chunk_plan.steps_per_call, self.chunk_plan.steps_per_epoch, batch_size)
+        batches = self.trainer.num_training_batches  # known once the loader is, after this resume's restore
+        return Stepping(1, int(batches) if isinstance(batches, int) else None, batch_size)
 
     def configure_callbacks(self) -> list[StepChunks]:
         fitting = self.trainer.state.fn == TrainerFn.FITTING
@@ -108,24 +131,47 @@ class ConvNetClassifier(LightningModule):
     def optimizer_step_on(self, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.Tensor:
         """One step of the tutorial: forward, loss, backward, SGD update. Returns the detached loss."""
         loss = self.train_metrics_update(*self.loss_and_predictions((x, y)))
-        optimizer.zero_grad()
-        self.manual_backward(loss)  # through the strategy: under DDP it prepares this backward's all-reduce
+        # A captured step writes into these very gradient tensors: while there is one, they stay.
+        optimizer.zero_grad(set_to_none=self.graphed_step is None)
+        if self.backward_directly:
+            loss.backward()
+        else:  # through the strategy: under DDP it prepares this backward's all-reduce
+            self.manual_backward(loss)
         optimizer.step()
         return loss.detach()
 
+    def on_validation_model_zero_grad(self) -> None:
+        # Lightning frees the gradients before each validation check; a captured step writes into them: keep them.
+        self.zero_grad(set_to_none=self.graphed_step is None)
+
     def on_train_start(self) -> None:
         self.val_acc.reset()  # the sanity check's validation must not count (val_acc_best skips it too)
-        if self.hparams.cuda_graphs and not self.graphs_can_run():
-            rank_zero_info(f"model.cuda_graphs=true needs one GPU and trainer.precision=32-true (here: "
-                           f"{self.trainer.world_size} x {self.device.type}, {self.trainer.precision}); training "
-                           "steps run eagerly")
+        self.graphed_step = None  # a graph from an earlier fit would replay into tensors that may be gone
+        self.backward_directly = (isinstance(self.trainer.strategy, SingleDeviceStrategy)
+                                  and getattr(self.trainer.precision_plugin, "scaler", None) is None)
+        obstacle = self.what_stops_graphs() if self.hparams.cuda_graphs else None
+        self.graphs_run_here = bool(self.hparams.cuda_graphs) and obstacle is None
+        if obstacle:
+            rank_zero_info(f"model.cuda_graphs=true needs {obstacle}; training steps run eagerly")
 
-    def graphs_can_run(self) -> bool:
-        return self.device.type == "cuda" and self.trainer.precision == "32-true" and self.trainer.world_size == 1
+    def what_stops_graphs(self) -> str | None:
+        """What keeps this fit from replaying its steps from a CUDA graph, in words; None if nothing does."""
+        trainer = self.trainer
+        if (self.device.type != cuda_graph_step.GRAPH_DEVICE or not isinstance(trainer.strategy, SingleDeviceStrategy)
+                or trainer.precision != "32-true"):
+            return (f"one GPU without DDP and trainer.precision=32-true (here: {trainer.world_size} x "
+                    f"{self.device.type}, {type(trainer.strategy).__name__}, {trainer.precision})")
+        optimizer = self.optimizers().optimizer
+        if not optimizer_can_be_captured(optimizer):
+            momentum = optimizer.defaults.get("momentum", "none")
+            return f"torch.optim.SGD with momentum above 0 (here: {type(optimizer).__name__}, momentum {momentum})"
+        return None
 
     def train_metrics_update(self, loss: torch.Tensor, preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # Metric updates only, no host sync; the epoch's loss and accuracy are logged in on_train_epoch_end.
-        self.train_loss.update(loss.detach(), weight=len(y))
+        # The loss once per image, so a short batch weighs as many images as it has (MeanMetric drops weight=
+        # under nan_strategy="disable", and would copy a Python int to the device, a host sync, every step).
+        self.train_loss.update(loss.detach().expand(len(y)))
         self.train_acc.update(preds, y)
         self.train_acc_since_check.update(preds, y)
         return loss
@@ -150,8 +196,9 @@ class ConvNetClassifier(LightningModule):
         if not self.train_loss.update_called:  # resumed from a checkpoint written at the end of this epoch
             return
         # compute() reduces over DDP processes; sync_dist=True only tells Lightning the numbers are already equal.
-        self.log_dict({"train/loss_epoch": self.train_loss.compute(), "train/acc": self.train_acc.compute()},
-                      sync_dist=True)
+        epoch = {"train/loss_epoch": self.train_loss.compute(), "train/acc": self.train_acc.compute()}
+        self.log_dict(epoch, sync_dist=True)
+        self.last_epoch_training = {key: float(value) for key, value in epoch.items()}
         self.train_loss.reset()
         self.train_acc.reset()
 

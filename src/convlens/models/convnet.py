@@ -12,12 +12,15 @@ from torch import nn
 class Dropout(nn.Dropout):
     """``nn.Dropout`` with its mask drawn as uniform numbers compared with ``p``: the same distribution, but on the
     CPU the uniform draw costs a fraction of the ``bernoulli_`` kernel that ``nn.Dropout`` uses, a visible part of
-    this small network's step."""
+    this small network's step. The uniform numbers are float32 whatever the activations' dtype (bfloat16 has 256
+    levels between 0 and 1, too coarse for ``p``), and the mask and the scale keep the activations' dtype
+    (a float32 mask would promote bfloat16 ones; a bfloat16 scale would be rounded, biasing every output)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        return x * ((torch.rand_like(x) >= self.p) * (1 / (1 - self.p)))
+        kept = torch.rand(x.shape, device=x.device) >= self.p
+        return x * kept * (1 / (1 - self.p))
 
 
 class ConvNet(nn.Module):

@@ -2,14 +2,16 @@
 
 At batch 64 this network's step is about forty tiny kernels, and on a GPU the time goes to launching them. A
 graph launches them all at once. Its tensors are fixed: each batch is copied into the graph's input tensors,
-and the weights, gradients and momentum buffers are the same tensors at every replay. Dropout's random numbers
-are drawn anew at each replay (PyTorch advances the graph's generator offset). SGD's learning rate is a number
-baked into the captured kernels, so a scheduler that changes it makes the step be captured again.
+and the weights, gradients and momentum buffers are the same tensors at every replay (the eager steps between
+replays keep them: see ``ConvNetClassifier.optimizer_step_on``). Dropout's random numbers are drawn anew at
+each replay (PyTorch advances the graph's generator offset). SGD's learning rate is a number baked into the
+captured kernels, so a scheduler that changes it makes the step be captured again.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -18,6 +20,21 @@ if TYPE_CHECKING:
     from convlens.models.classifier import ConvNetClassifier
 
 WARMUP_STEPS = 3  # eager runs on a side stream before capture, as torch.cuda.graphs asks; undone afterwards
+GRAPH_DEVICE = "cuda"  # the device type whose steps are captured (tests put a CPU stand-in here)
+
+
+def capture_graph(body: Callable[[], None]) -> torch.cuda.CUDAGraph:
+    """The kernels ``body`` launches, recorded (not run) into a graph whose ``replay()`` runs them."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        body()
+    return graph
+
+
+def optimizer_can_be_captured(optimizer: torch.optim.Optimizer) -> bool:
+    """SGD with momentum: ``capture`` restores its momentum buffers, and without momentum there is no optimizer
+    state to wait for, so no step would ever be captured. Other optimizers keep state the capture cannot undo."""
+    return type(optimizer) is torch.optim.SGD and all(group["momentum"] > 0 for group in optimizer.param_groups)
 
 
 class GraphedStep:
@@ -27,7 +44,9 @@ class GraphedStep:
         self.x, self.y = torch.zeros_like(x), torch.zeros_like(y)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.captured_lrs: list[float] = []
+        self.captured_on: list[torch.Tensor] = []  # held, so their memory cannot go to other tensors
         self.loss = self.preds = None
+        self.captures = self.replays = 0  # how often the step was captured and replayed: proof that graphs ran
 
     def fits(self, x: torch.Tensor) -> bool:
         """A graph has one shape: the epoch's short last batch runs eagerly."""
@@ -35,6 +54,15 @@ class GraphedStep:
 
     def _lrs(self) -> list[float]:
         return [float(group["lr"]) for group in self.optimizer.param_groups]
+
+    def _written_in_place(self) -> list[torch.Tensor]:
+        """The gradients and momentum buffers the captured kernels read and write by address."""
+        parameters = list(self.module.parameters())
+        return [*(p.grad for p in parameters), *(self.optimizer.state[p]["momentum_buffer"] for p in parameters)]
+
+    def _still_valid(self) -> bool:
+        return (self.graph is not None and self._lrs() == self.captured_lrs
+                and all(now is then for now, then in zip(self._written_in_place(), self.captured_on, strict=True)))
 
     def _body(self) -> None:
         self.loss, self.preds, _ = self.module.loss_and_predictions((self.x, self.y))
@@ -60,16 +88,17 @@ class GraphedStep:
             for parameter, saved in zip(self.module.parameters(), state["state"].values(), strict=True):
                 self.optimizer.state[parameter]["momentum_buffer"].copy_(saved["momentum_buffer"])
         torch.cuda.set_rng_state(rng)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self._body()
-        self.captured_lrs = self._lrs()
+        self.graph = None  # the old graph's memory goes back before the new one takes its own
+        self.graph = capture_graph(self._body)
+        self.captured_lrs, self.captured_on = self._lrs(), self._written_in_place()
+        self.captures += 1
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One replayed optimizer step on this batch: (loss, predictions), valid until the next replay."""
-        if self.graph is None or self._lrs() != self.captured_lrs:
+        if not self._still_valid():
             self.capture()
         self.x.copy_(x)
         self.y.copy_(y)
         self.graph.replay()
+        self.replays += 1
         return self.loss, self.preds

@@ -1,4 +1,4 @@
-"""Hydra callbacks for multiruns: the sweep dir exists before any job, and ends with a report of every job."""
+"""Hydra callbacks for multiruns: the sweep dir is claimed before any job, and ends with a report of every job."""
 
 from __future__ import annotations
 
@@ -9,47 +9,41 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from convlens.cli.entry import print_error, shell_override
+from convlens.cli.entry import print_error, task_begins
 from convlens.errors import ConvlensError
+from convlens.sweeps import interrupted
+from convlens.sweeps.multirun import SEARCH_SWEEPER
+from convlens.sweeps.sweep_dir_claim import claim_sweep_dir
 
-
-def refuse_a_used_sweep_dir(sweep_dir: Path, storage: str | None) -> None:
-    """A new sweep numbers its jobs from 0 again, so in a sweep dir that has jobs it would overwrite their folders."""
-    done = sorted((path.parent.parent.name for path in sweep_dir.glob("*/.hydra/overrides.yaml")),
-                  key=lambda name: (len(name), name))
-    if not done:
-        return
-    study = (f"; to continue its Optuna study, pass a new hydra.sweep.dir with "
-             f"{shell_override('hydra.sweeper.storage', storage)}") if storage else ""
-    raise ConvlensError(f"hydra.sweep.dir={sweep_dir} already holds the jobs of an earlier sweep "
-                        f"({', '.join(done[:5])}{', ...' if len(done) > 5 else ''}), whose folders a new sweep would "
-                        f"overwrite; pass a new hydra.sweep.dir{study}")
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
 class SweepReport(Callback):
-    """Makes the sweep dir first (the Optuna study's sqlite file lives there) and writes the sweep report last.
+    """Claims the sweep dir first (the Optuna study's sqlite file lives there) and writes the sweep report last.
 
     A sweep whose jobs failed still writes its report, then exits 1 with one line naming the failed jobs.
     """
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
+        self.claim: int | None = None  # the lock on the sweep dir, held until this process ends
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
+        sweeper = config.hydra.sweeper
+        search = f"search {sweeper.storage} {sweeper.study_name}" if sweeper.get("_target_") == SEARCH_SWEEPER else None
         try:
-            refuse_a_used_sweep_dir(sweep_dir, config.hydra.sweeper.get("storage"))
+            self.claim = claim_sweep_dir(Path(config.hydra.sweep.dir), search)
         except ConvlensError as error:  # Hydra turns a callback's exception into a warning and goes on
             print_error(str(error))
             sys.exit(1)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.enabled:
             return
         from convlens.sweeps.report import build_report, print_report, write_report  # matplotlib: only when needed
 
-        report = build_report(Path(config.hydra.sweep.dir), config.get("optimized_metric") or "val/acc_best")
+        report = build_report(Path(config.hydra.sweep.dir), config.get("optimized_metric") or "val/acc_best",
+                              config=config)
         write_report(report)
         print_report(report)
         if report.failed:
@@ -57,3 +51,17 @@ class SweepReport(Callback):
             print_error(f"{len(report.failed)} of {report.n_jobs} jobs failed or wrote no metrics.json: {names}; "
                         f"see {report.sweep_dir}/report.md")
             sys.exit(1)
+
+
+class ReportOnCtrlC(Callback):
+    """Remembers the sweep as it starts, so that Ctrl-C still ends it with a report (``sweeps/interrupted.py``).
+
+    Under Hydra's basic launcher the jobs run in this process, so from here on Ctrl-C is a KeyboardInterrupt
+    (during training StopOnSignal first saves the job's last.ckpt) rather than startup's immediate exit. Other
+    launchers' workers get the signal themselves, and this process keeps ending at once, as before.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        interrupted.remember(config)
+        if config.hydra.launcher.get("_target_") == BASIC_LAUNCHER:
+            task_begins()

@@ -17,6 +17,7 @@ from convlens.errors import ConvlensError
 
 T = TypeVar("T")
 ERROR_FILE = "error.txt"  # a failed job's one-line reason, in its own dir; the sweep report shows it
+SEARCH_SWEEPER = "hydra_plugins.convlens_optuna_sweeper.optuna_sweeper.ConvlensOptunaSweeper"  # an Optuna search
 
 
 def in_multirun() -> bool:

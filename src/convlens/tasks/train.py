@@ -27,6 +27,7 @@ from convlens.faults.checkpoints import checkpoint_to_resume, load_classifier, r
 from convlens.faults.spawned_processes import EndProcessGroup
 from convlens.sweeps.hparams_summary import log_hparams_with_metrics
 from convlens.sweeps.multirun import check_strategy_for_multirun
+from convlens.sweeps.trial_pruning import run_outcome, search_callbacks
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -44,10 +45,19 @@ def training_runs(cfg: DictConfig) -> Path:
 def prepare_process(cfg: DictConfig) -> None:
     """Thread count and seed: set first, per job, so parallel jobs neither oversubscribe nor share randomness."""
     set_threads(cfg.get("threads"))
-    torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "highest"))
+    set_float32_precision(cfg.get("float32_matmul_precision", "highest"))
     quiet_inapplicable_warnings(cfg)
     if cfg.get("seed") is not None:
         seed_everything(cfg.seed, workers=True)
+
+
+def set_float32_precision(precision: str) -> None:
+    """Matrix products and cuDNN's convolutions alike: torch's setting covers only the products, and cuDNN runs
+    float32 convolutions in TF32 unless told otherwise, so "highest" (exact float32) would not hold for them."""
+    torch.set_float32_matmul_precision(precision)
+    # The legacy switch, as set_float32_matmul_precision itself sets matmul's: mixing it with the newer
+    # fp32_precision API makes torch refuse to read either.
+    torch.backends.cudnn.allow_tf32 = precision != "highest"
 
 
 def quiet_inapplicable_warnings(cfg: DictConfig) -> None:
@@ -96,7 +106,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # The training loop alone (epochs with their validation checks, not setup or the sanity check), as the
     # tutorial's loop times itself; it keeps counting across a resume, since it travels in the checkpoint.
     loop_timer = Timer()
-    callbacks = [*instantiate_group(cfg.get("callbacks")), loop_timer, ProgressLog(), ValCheckIntervalFitsTheEpoch()]
+    callbacks = [*instantiate_group(cfg.get("callbacks")), loop_timer, ProgressLog(), ValCheckIntervalFitsTheEpoch(),
+                 *search_callbacks(cfg)]  # a search job reports to its Optuna trial and stops when pruned
     if str(cfg.trainer.get("strategy")) == "ddp_spawn":
         callbacks.append(EndProcessGroup())
     trainer = build_trainer(cfg, callbacks, instantiate_group(cfg.get("logger")))
@@ -112,6 +123,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                for key in ("val/acc_best", "train/loss_epoch", "train/acc")}
     if metrics["val/acc_best"] is None and model.val_acc_best.update_called:  # resumed after the last validation
         metrics["val/acc_best"] = round(float(model.val_acc_best.compute()), 6)
+    for key, value in model.last_epoch_training.items():  # resumed after the last epoch ended
+        if metrics[key] is None:
+            metrics[key] = round(value, 6)
 
     if cfg.get("test"):
         checkpoint = trainer.checkpoint_callback
@@ -123,6 +137,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics["best_ckpt"] = best or None
 
     epochs, steps = fit_progress(trainer)
+    metrics.update(run_outcome(trainer))  # status, pruned_at_step (and a search job's trial_number)
     metrics.update({
         "epochs": epochs,
         "steps": steps,

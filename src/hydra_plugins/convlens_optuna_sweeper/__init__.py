@@ -1,0 +1,1 @@
+"""convlens's Optuna sweeper, found by Hydra in its ``hydra_plugins`` namespace package."""
