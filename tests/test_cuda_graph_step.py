@@ -100,7 +100,7 @@ def test_capture_leaves_weights_momentum_and_random_state_as_they_were(monkeypat
 @pytest.mark.slow
 @pytest.mark.parametrize(("overrides", "line"), [
     (("model.optimizer.momentum=0",), "needs torch.optim.SGD with momentum above 0 (here: SGD, momentum 0)"),
-    (("model.optimizer._target_=torch.optim.Adam", "~model.optimizer.momentum"),
+    (("model.optimizer._target_=torch.optim.Adam", "~model.optimizer.momentum", "~model.optimizer.nesterov"),
      "needs torch.optim.SGD with momentum above 0 (here: Adam, momentum none)"),
     (("trainer.precision=bf16-mixed",),
      "needs one GPU without DDP and trainer.precision=32-true (here: 1 x cpu, SingleDeviceStrategy, bf16-mixed)"),

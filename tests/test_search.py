@@ -177,8 +177,8 @@ def test_a_killed_search_continues_with_the_same_command(tiny_search, tmp_path):
     process.wait()
     first = (sweep / "0" / "metrics.json").read_text()
 
-    # The sweep report (on_multirun_end) still lists the killed trial's folder as a failed job: exit 1.
-    run_entry("train.py", *command[2:], env=SRC, check=False)
+    resumed = run_entry("train.py", *command[2:], env=SRC)  # the failed trial was replaced: the search succeeded
+    assert "1 failed trials were replaced: job 1" in resumed.stdout
 
     states = {trial.number: trial.state for trial in study_of(sweep).trials}
     assert states[1] == TrialState.FAIL, "the killed trial is accounted for"

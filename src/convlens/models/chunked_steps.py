@@ -137,7 +137,11 @@ def train_chunk(module: ConvNetClassifier, batches: list[tuple[torch.Tensor, tor
         count = min(count, trainer.max_steps - trainer.global_step)
     optimizer = module.optimizers()
     first_step = trainer.global_step
-    losses = [one_step(module, optimizer, x, y) for x, y in batches[:count]]
+    first_in_epoch = batch_idx * plan.steps_per_call
+    losses = []
+    for index, (x, y) in enumerate(batches[:count]):
+        losses.append(one_step(module, optimizer, x, y))
+        step_schedulers(module, "step", first_in_epoch + index + 1)
     chunk_losses = torch.stack(losses)
     module.log_step_losses(first_step, chunk_losses)
     # Lightning adds one step for the call after it returns; the TensorBoard axis counts every step in it.
@@ -146,7 +150,7 @@ def train_chunk(module: ConvNetClassifier, batches: list[tuple[torch.Tensor, tor
         # A short last call ending off the interval: with one step per call no validation would follow it.
         trainer.fit_loop.epoch_loop._skip_next_val = True
     if batch_idx + 1 == trainer.num_training_batches:
-        step_epoch_schedulers(module)
+        step_schedulers(module, "epoch", trainer.current_epoch + 1)
     return {"loss": chunk_losses.mean(), "step_losses": chunk_losses}
 
 
@@ -156,10 +160,12 @@ def one_step(module: ConvNetClassifier, optimizer: LightningOptimizer, x: torch.
 
     Lightning's per-step optimizer hooks (on_before_optimizer_step and its precision plugin's step) are what a
     chunk leaves out, and on one device without a loss scaler its backward hooks too (``optimizer_step_on``);
-    its step counters still advance, through the callables its manual loop gives each
-    LightningOptimizer for exactly that.
+    its step counters still advance, through the callables its manual loop gives each LightningOptimizer for
+    exactly that. The batch is augmented here, step by step, so that random numbers are drawn in the order of one
+    step per call: this step's augmentation, then its dropout.
     """
     optimizer._on_before_step()
+    x = module.augmented(x)
     graphed = module.graphed_step
     if graphed is None and module.graphs_run_here:
         graphed = module.graphed_step = GraphedStep(module, optimizer.optimizer, x, y)
@@ -174,8 +180,10 @@ def one_step(module: ConvNetClassifier, optimizer: LightningOptimizer, x: torch.
     return loss
 
 
-def step_epoch_schedulers(module: LightningModule) -> None:
-    """Where Lightning's own loop steps them: after the epoch's last batch, before its callbacks save anything."""
+def step_schedulers(module: LightningModule, interval: str, count: int) -> None:
+    """Where and as Lightning's own loop steps them (it does not under manual optimization): ``step`` schedulers
+    after each optimizer step (``count``: steps so far in this epoch), ``epoch`` ones after the epoch's last batch
+    (``count``: epochs so far, this one included), each at its ``frequency``, before any callback saves."""
     for config in module.trainer.lr_scheduler_configs:
-        if config.interval == "epoch":
+        if config.interval == interval and count % config.frequency == 0:
             config.scheduler.step()

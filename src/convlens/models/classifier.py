@@ -21,12 +21,14 @@ from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from convlens.data.batch_augment import BatchAugment
 from convlens.errors import ConvlensError
 from convlens.models import cuda_graph_step
 from convlens.models.chunked_steps import AUTO, ChunkPlan, StepChunks, train_chunk
 from convlens.models.convnet import ConvNet
 from convlens.models.cuda_graph_step import GraphedStep, optimizer_can_be_captured
 from convlens.models.resume_position import Stepping, continue_in_new_calls, record_stepping
+from convlens.models.schedules import changes_lr_every_step, check_schedule, lightning_schedulers
 
 
 def plain(config: Mapping | None) -> dict | None:
@@ -45,6 +47,8 @@ class ConvNetClassifier(LightningModule):
         class_names: Sequence[str] | None = None,
         steps_per_call: int | str = AUTO,
         cuda_graphs: bool = False,
+        label_smoothing: float = 0.0,
+        augment: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if steps_per_call != AUTO and (not isinstance(steps_per_call, int) or isinstance(steps_per_call, bool)
@@ -53,10 +57,17 @@ class ConvNetClassifier(LightningModule):
                                 "steps of at least 1 (1: Lightning's usual one step per call)")
         self.save_hyperparameters({"net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler),
                                    "class_names": None if class_names is None else [str(c) for c in class_names],
-                                   "steps_per_call": steps_per_call, "cuda_graphs": bool(cuda_graphs)})
+                                   "steps_per_call": steps_per_call, "cuda_graphs": bool(cuda_graphs),
+                                   "label_smoothing": float(label_smoothing), "augment": plain(augment)})
         if cuda_graphs and steps_per_call == 1:
             raise ConvlensError("model.cuda_graphs=true replays steps inside a chunk; it needs model.steps_per_call "
                                 "auto or above 1")
+        check_schedule(self.hparams.scheduler)
+        if cuda_graphs and changes_lr_every_step(self.hparams.scheduler):
+            raise ConvlensError("model.cuda_graphs=true captures the step again whenever the learning rate changes, "
+                                "which this schedule does at every step; set model.cuda_graphs=false")
+        # Training batches only (training_step and chunked_steps.one_step); None draws no random numbers.
+        self.augmentation = BatchAugment(**self.hparams.augment) if self.hparams.augment else None
         # One step per call is Lightning's own loop; several are this module's (see chunked_steps).
         self.automatic_optimization = steps_per_call == 1
         self.chunk_plan: ChunkPlan | None = None  # set by StepChunks once the data is known
@@ -90,7 +101,23 @@ class ConvNetClassifier(LightningModule):
                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
         log_probs = self(x)
-        return F.nll_loss(log_probs, y), log_probs.argmax(dim=1), y
+        return self.loss(log_probs, y), log_probs.argmax(dim=1), y
+
+    def loss(self, log_probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The tutorial's negative log-likelihood, or with ``label_smoothing`` the smoothed cross-entropy.
+
+        ``F.nll_loss`` has no smoothing; ``F.cross_entropy`` takes logits and applies log_softmax first, which
+        changes nothing in log-probabilities (log_softmax is idempotent), so on them it is the exact smoothed
+        loss. It is used only when smoothing is on: the extra log_softmax would change the last bits of today's.
+        """
+        smoothing = self.hparams.get("label_smoothing", 0.0)
+        if not smoothing:
+            return F.nll_loss(log_probs, y)
+        return F.cross_entropy(log_probs, y, label_smoothing=smoothing)
+
+    def augmented(self, x: torch.Tensor) -> torch.Tensor:
+        """A training batch as the step sees it: transformed at random when ``augment`` is on."""
+        return x if self.augmentation is None else self.augmentation(x)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Kept beside the weights, not in them, so checkpoints without it still load strictly.
@@ -123,7 +150,8 @@ class ConvNetClassifier(LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | dict[str, torch.Tensor]:
         if not self.automatic_optimization:  # a chunk: a list of batches, one optimizer step each
             return train_chunk(self, batch, batch_idx)
-        loss = self.train_metrics_update(*self.loss_and_predictions(batch))
+        x, y = batch
+        loss = self.train_metrics_update(*self.loss_and_predictions((self.augmented(x), y)))
         if self._logger_writes_step(self.global_step):
             self.log("train/loss", loss, prog_bar=True, batch_size=len(batch[1]))
         return loss
@@ -234,7 +262,9 @@ class ConvNetClassifier(LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())  # configs are _partial_
-        if self.hparams.scheduler is None:
+        schedulers = lightning_schedulers(self.hparams.scheduler, optimizer, self)
+        if not schedulers:
             return {"optimizer": optimizer}
-        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        if len(schedulers) == 1:
+            return {"optimizer": optimizer, "lr_scheduler": schedulers[0]}
+        return [optimizer], schedulers

@@ -5,10 +5,11 @@ fixed probe images from the test set, the probes themselves and histograms of th
 so the Images tab's step slider replays how they evolve. It keeps the train/validation error of every
 check (read from what the LightningModule logged, which TensorBoard already has as ``train/err`` and
 ``val/err``), and at the end of fit draws the error curves and saves every picture as a PNG in the run
-directory, with or without a TensorBoard logger.
+directory, with or without a TensorBoard logger. When training images are augmented (``conf/augment``), it
+logs once, as training starts, the first training images before and after a random augmentation.
 
-It only reads the model, under ``torch.no_grad`` and draws no random numbers, so training is bit-identical
-with it on or off.
+It only reads the model, under ``torch.no_grad``, and draws no random numbers from torch's generators (the
+augmentation picture has its own), so training is bit-identical with it on or off.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ CONVS = ("conv1", "conv2")
 
 class ConvNetPictures(Callback):
     def __init__(self, style: PictureStyle, probe_indices: Sequence[int] = (100,), every_n_checks: int = 1,
-                 tensorboard_tile_px: int = 1) -> None:
+                 tensorboard_tile_px: int = 1, augmentation_images: int = 16) -> None:
         if every_n_checks < 1:
             raise ConvlensError(f"callbacks.convnet_pictures.every_n_checks={every_n_checks} must be at least 1 "
                                 "(1 = draw at every validation check)")
@@ -46,6 +47,7 @@ class ConvNetPictures(Callback):
                                                      separator_px=min(style.separator_px, 1))
         self.probe_indices = [int(index) for index in probe_indices]
         self.every_n_checks = every_n_checks
+        self.augmentation_images = augmentation_images
         self.probes: torch.Tensor | None = None  # (P, 1, 28, 28), fetched once from the test set
         self.checks = 0
         self.train_err: list[float] = []
@@ -62,6 +64,20 @@ class ConvNetPictures(Callback):
             raise ConvlensError(f"callbacks.convnet_pictures.probe_indices has {bad}, outside the test set's "
                                 f"0..{len(test_set) - 1}; pick indices in that range")
         self.probes = torch.stack([test_set[index][0] for index in self.probe_indices]).cpu()
+
+    @torch.no_grad()
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        augmentation = getattr(pl_module, "augmentation", None)
+        train_set = getattr(trainer.datamodule, "train_set", None)
+        writer = tensorboard_writer(trainer)
+        if augmentation is None or train_set is None or writer is None or not trainer.is_global_zero:
+            return
+        count = min(self.augmentation_images, len(train_set))
+        before = torch.stack([train_set[index][0] for index in range(count)]).to(pl_module.device)
+        generator = torch.Generator(device=before.device).manual_seed(0)  # its own: training's draws stay the same
+        picture = draw.before_and_after(before, augmentation(before, generator=generator),
+                                        self.tensorboard_style.separator_px)
+        writer.add_image("augmentation/before_after", picture, global_step=trainer.global_step)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:

@@ -84,6 +84,12 @@ def input_images(images: torch.Tensor, style: PictureStyle) -> torch.Tensor:
     return grid(images[:, 0], columns=images.shape[0], style=style)
 
 
+def before_and_after(before: torch.Tensor, after: torch.Tensor, separator_px: int) -> torch.Tensor:
+    """Training images (N, 1, H, W) in [0, 1] above the same images augmented, in grey as the network sees them."""
+    rows = torch.cat([before, after]).detach().float().cpu()
+    return make_grid(rows, nrow=len(before), padding=separator_px, pad_value=1.0)
+
+
 def error_curves(train_err: Sequence[float], val_err: Sequence[float], checks_label: str) -> Figure:
     """Training and validation error (percent) against validation checks, as the tutorial plots them."""
     figure = Figure(figsize=(6, 4), dpi=100)

@@ -8,8 +8,10 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+from rich.markup import escape
 
 from convlens.cli.entry import print_error, task_begins
+from convlens.cli.run_log import say
 from convlens.errors import ConvlensError
 from convlens.sweeps import interrupted
 from convlens.sweeps.multirun import SEARCH_SWEEPER
@@ -46,11 +48,24 @@ class SweepReport(Callback):
                               config=config)
         write_report(report)
         print_report(report)
-        if report.failed:
-            names = "; ".join(f"job {job.name} ({' '.join(job.overrides) or 'no overrides'})" for job in report.failed)
-            print_error(f"{len(report.failed)} of {report.n_jobs} jobs failed or wrote no metrics.json: {names}; "
-                        f"see {report.sweep_dir}/report.md")
-            sys.exit(1)
+        if not report.failed:
+            return
+        names = "; ".join(f"job {job.name} ({' '.join(job.overrides) or 'no overrides'})" for job in report.failed)
+        if searched_enough(config, report):  # a search asks for another trial in place of each failed one
+            say(f"[yellow]{len(report.failed)} failed trials were replaced: {escape(names)}; see "
+                f"{escape(str(report.sweep_dir))}/report.md")
+            return
+        print_error(f"{len(report.failed)} of {report.n_jobs} jobs failed or wrote no metrics.json: {names}; "
+                    f"see {report.sweep_dir}/report.md")
+        sys.exit(1)
+
+
+def searched_enough(config: DictConfig, report: Any) -> bool:
+    """A search whose study reached ``n_trials`` complete or pruned trials did what it was asked."""
+    from convlens.sweeps.report import COMPLETE, PRUNED
+
+    sweeper = config.hydra.sweeper
+    return sweeper.get("_target_") == SEARCH_SWEEPER and len(report.in_state(COMPLETE, PRUNED)) >= sweeper.n_trials
 
 
 class ReportOnCtrlC(Callback):

@@ -98,7 +98,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     prepare_process(cfg)
     datamodule: LightningDataModule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
+    model = instantiate(cfg.model, augment=cfg.get("augment"))  # conf/augment: applied in the training step
     resume_from = None
     if cfg.get("ckpt_path") is not None:
         resume_from = checkpoint_to_resume(cfg.ckpt_path, training_runs(cfg), model)
