@@ -14,9 +14,19 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from convlens.cli.entry import CONFIG_DIR, PROJECT_ROOT, set_project_root
+from convlens.cli.threads import set_threads
 from convlens.data.mnist_files import ensure_mnist
 
 set_project_root()
+
+
+@pytest.fixture(autouse=True)
+def thread_settings_restored():
+    """An in-process run with ``threads=1`` (in a test or a module's fixture) sets OMP_NUM_THREADS and torch's
+    thread count for the whole process, as a job must; after each test they are the session's starting values
+    again, so the tests after it run as they would alone."""
+    yield
+    set_threads(None)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import html
+import io
 import os
 import socket
 import subprocess
@@ -216,6 +218,71 @@ def test_a_bad_checkpoint_at_start_is_reported_and_the_page_still_serves(client,
     line = f"checkpoint {server.missing} does not exist"
     assert f"error: {line}" in server.console.read_text()
     assert line in client.predict(str(server.missing), api_name="/checkpoint_b")[3]
+
+
+def blank_png_url(width: int, height: int) -> str:
+    """A white picture of ``width`` x ``height`` as a PNG data URL: small to send, huge to decode."""
+    buffer = io.BytesIO()
+    Image.new("1", (width, height), 1).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_a_huge_drawing_and_a_fractional_index_are_refused_as_uploads_are(client, server, checkpoint):
+    cases = {  # preprocess.max_pixels is 50,000,000; Pillow itself refuses above about 179 million
+        "huge": (blank_png_url(8000, 8000),
+                 "the drawing is 8000x8000 = 64,000,000 pixels, more than the 50,000,000 allowed; scale it down "
+                 "or raise preprocess.max_pixels"),
+        "bomb": (blank_png_url(14000, 14000), "the drawing is far too large"),
+    }
+    for name, (drawing, expected) in cases.items():
+        shown = client.predict(drawing, str(checkpoint), "", api_name="/look_at_drawing")[1]
+        assert shown.count("error:") == 1 and expected in shown, name
+    fraction = client.predict(2.5, str(checkpoint), "", api_name="/look_at_test_image")
+    assert "test image 2.5 does not exist; pick an index from 0 to 9999" in fraction[1] and not fraction[3]
+    console = server.console.read_text()
+    assert all(expected in console for _, expected in cases.values()) and "test image 2.5 does not" in console
+    assert "Traceback" not in console and "DecompressionBombError" not in console
+
+
+def test_a_port_in_use_is_one_line_naming_it_and_the_key(tmp_path, data_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, str(PROJECT_ROOT / "src" / "app.py"), f"app.port={port}", f"paths.data_dir={data_dir}",
+             f"paths.log_dir={tmp_path / 'logs'}", "ckpt_path=null"],
+            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"error: port {port} on 127.0.0.1 is already in use (another app, or this one still running); stop that, "
+        f"or serve on another port: app.port={port + 1}"]
+
+
+def test_ckpt_path_last_picking_a_run_that_is_not_mnist_says_so_and_what_it_classifies(tmp_path, data_dir):
+    run = tmp_path / "logs" / "train" / "runs" / "2026-01-01_00-00-00_1" / "checkpoints"
+    run.mkdir(parents=True)
+    newest = folder_checkpoint(run / "last.ckpt", ["one", "two", "zero"])  # as data=imagefolder on digits trains
+    server = Server(tmp_path, data_dir, "ckpt_path=last")
+    try:
+        server.wait_until_serving()
+        line = (f"ckpt_path=last picked the newest run, {newest.resolve()}, which classifies one, two, zero, not "
+                "MNIST's digits; pass ckpt_path=<an MNIST run's checkpoint> to look at digits")
+        assert f"checkpoint {line}" in server.console.read_text()
+        status = gradio_client.Client(server.url, verbose=False).predict(
+            100, "last", "", api_name="/look_at_test_image")[2]
+        assert line in html.unescape(status)
+    finally:
+        server.stop()
+
+
+def folder_checkpoint(path: Path, class_names: list[str]) -> Path:
+    """A readable checkpoint of a grayscale 28x28 network for ``class_names``, as data=imagefolder writes one."""
+    model = ConvNetClassifier(net={"num_classes": len(class_names)}, class_names=class_names,
+                              optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01})
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": pl.__version__}, path)
+    return path
 
 
 @needs_chromium

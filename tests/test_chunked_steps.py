@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from pytorch_lightning import Trainer
+from pytorch_lightning import Callback, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -87,20 +87,26 @@ def test_chunks_keep_every_step_where_one_step_per_call_has_it(runs, chunked):
                                                                   38, 41, 44, 47]
 
 
-@pytest.mark.slow
-def test_the_chunked_run_really_took_several_steps_per_call(tmp_path, data_dir):
-    """Guards the comparison above: the chunked module is in manual optimization and saw lists of batches."""
-    cfg = compose_config("train", ["trainer=cpu", f"paths.data_dir={data_dir}", "callbacks.rich_progress_bar=null",
-                                   "trainer.enable_model_summary=false", "model.steps_per_call=5", "test=false",
-                                   *RUN], tmp_path)
+class TrainingCalls(Callback):
+    """Writes down what each ``training_step`` call of a run was handed: one entry per call, its batches' sizes."""
 
-    model = instantiate(cfg.model)
-    assert not model.automatic_optimization
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
-    datamodule.steps_per_call = 5
-    chunk = next(iter(datamodule.train_dataloader()))
-    assert len(chunk) == 5 and all(x.shape == (64, 1, 28, 28) for x, _ in chunk)
+    calls: list[list[int]] = []  # on the class: the test reads it after Hydra made the instance
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        TrainingCalls.calls = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        TrainingCalls.calls.append([len(y) for _, y in batch] if isinstance(batch, list) else [len(batch[1])])
+
+
+@pytest.mark.slow
+def test_the_chunked_run_really_took_several_steps_per_call(train_config):
+    """Guards the comparison above: a real run with chunks of 5 made 5 calls an epoch, each handed 5 whole batches
+    gathered at once, where one step per call made 25."""
+    for steps_per_call, calls in (("5", [[64] * 5] * 10), ("1", [[64]] * 50)):
+        metrics = train(train_config(f"model.steps_per_call={steps_per_call}", "test=false", "~logger", *RUN,
+                                     f"+callbacks.calls._target_={__name__}.TrainingCalls"))
+        assert metrics["steps"] == 50 and TrainingCalls.calls == calls, steps_per_call
 
 
 def test_the_plan_cuts_an_epoch_at_the_validation_interval():

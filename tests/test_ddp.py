@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import compose_config, run_entry
 from convlens.cli.entry import PROJECT_ROOT
@@ -84,3 +85,23 @@ def test_ddp_trainer_configs_resolve(tmp_path):
     assert (gpu.accelerator, gpu.devices, gpu.use_distributed_sampler) == ("gpu", 1, False)
     simulated = compose_config("train", ["trainer=ddp_cpu"], tmp_path).trainer
     assert (simulated.accelerator, simulated.strategy, simulated.devices) == ("cpu", "ddp_spawn", 2)
+
+
+SLURM = ("hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "trainer=ddp", "trainer.num_nodes=2",
+         "trainer.devices=4")
+
+
+@pytest.mark.slow
+def test_the_slurm_request_prints_resolved_and_cfg_hydra_resolve_is_one_line(tmp_path):
+    shown = run_entry("train.py", *SLURM, f"paths.log_dir={tmp_path}", "--cfg", "all", "--package", "hydra.launcher",
+                      "--resolve")  # the command docs/devices.md shows
+    request = yaml.safe_load(shown.stdout)
+    assert (request["nodes"], request["gpus_per_node"], request["tasks_per_node"], request["partition"]) == (2, 4, 4, "gpu")
+    assert request["submitit_folder"].startswith(f"{tmp_path}/train/multiruns/") and shown.stderr == ""
+    refused = run_entry("train.py", *SLURM, "--cfg", "hydra", "--resolve", check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        "error: Interpolation key 'paths.log_dir' not found: --cfg hydra leaves out the run's settings, which "
+        "Hydra's own read (hydra.run.dir and hydra.sweep.dir: paths.log_dir; the SLURM launcher: trainer.*); "
+        "resolve them with the rest: --cfg all --package hydra --resolve (or --package hydra.launcher)"]
+

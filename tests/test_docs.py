@@ -1,9 +1,10 @@
 """The README and docs/ cannot drift: every link resolves, the layout names real files, every command shown runs.
 
-Each command in a ``bash`` block (and each ``python`` snippet) runs as written, in a scratch project folder
-that holds the files the commands name (``my_digit.png``, ``photos/``, ``path/to/images``), with tiny limits
-appended so that it takes seconds. The placeholders of a run folder or a sweep folder are replaced by real
-ones that a tiny training run and a tiny search made first.
+Each command in a ``bash`` block (and each ``python`` snippet) runs as written, with tiny limits appended so
+that it takes seconds. A page's commands run in the page's order, as a reader runs them, in a scratch project
+folder of the page's own that holds the files the commands name (``my_digit.png``, ``photos/``,
+``path/to/images``) and a finished tiny training run and tiny search; a run folder's or sweep folder's
+placeholder stands for the newest one at that point.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import glob
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +97,18 @@ def test_layout_lists_every_module_and_folder():
     assert not present - listed, f"the README's layout leaves out {sorted(present - listed)}"
 
 
+RUN_LANGUAGES = {"bash", "python"}  # blocks whose commands the test below runs
+SHOWN_LANGUAGES = {"text"}  # blocks that show output or a layout
+
+
+@pytest.mark.parametrize("page", PAGES, ids=relative)
+def test_every_code_block_is_run_or_shown_as_text(page):
+    languages = {language for language, _ in FENCE.findall(page.read_text())}
+    assert languages <= RUN_LANGUAGES | SHOWN_LANGUAGES, (
+        f"{relative(page)} has blocks in {sorted(languages - RUN_LANGUAGES - SHOWN_LANGUAGES)}, which the docs test "
+        "neither runs nor knows to be output: write commands in bash blocks, output in text blocks")
+
+
 # Commands that cannot run in a test, each with the reason; every other command shown is run.
 def skip_reason(tokens: list[str]) -> str | None:
     program = Path(tokens[0]).name
@@ -106,6 +120,8 @@ def skip_reason(tokens: list[str]) -> str | None:
         return "a server that runs until it is stopped (tests/test_dashboard.py drives one in Chromium)"
     if program == "tensorboard":
         return "a server that runs until it is stopped (tests/test_looking_inside.py queries one)"
+    if "--cfg" in tokens:
+        return None  # prints the composed config and runs nothing, whatever launcher or devices it names
     if "hydra/launcher=submitit_slurm" in tokens:
         return "submits jobs to a SLURM cluster"
     if "trainer=ddp" in tokens:
@@ -133,18 +149,18 @@ SWEEP = "logs/train/multiruns/<date>_<time>_<pid>"
 
 
 def shown_commands() -> list[tuple[str, str, str]]:
-    """(pages, language, command) for each shell line and python snippet, continuation lines joined; a command
-    shown on several pages runs once."""
-    pages: dict[tuple[str, str], list[str]] = {}
+    """(page, language, command) for each shell line and python snippet, continuation lines joined, page by
+    page in the order each page shows them: a page's commands run in that order, as a reader runs them."""
+    commands = []
     for page in PAGES:
         for language, body in FENCE.findall(page.read_text()):
             if language == "python":
-                pages.setdefault((language, body), []).append(relative(page))
+                commands.append((relative(page), language, body))
             elif language == "bash":
-                for line in body.replace("\\\n", " ").splitlines():
-                    if line.strip() and not line.lstrip().startswith("#"):
-                        pages.setdefault((language, " ".join(line.split())), []).append(relative(page))
-    return [(", ".join(dict.fromkeys(shown_on)), language, command) for (language, command), shown_on in pages.items()]
+                commands += [(relative(page), language, " ".join(line.split()))
+                             for line in body.replace("\\\n", " ").splitlines()
+                             if line.strip() and not line.lstrip().startswith("#")]
+    return commands
 
 
 COMMANDS = shown_commands()
@@ -193,7 +209,7 @@ def run_script(project: Path, script: str, args: list[str], log: Path) -> tuple[
 
 @pytest.fixture(scope="module")
 def folders(project, tmp_path_factory) -> dict[str, str]:
-    """A finished tiny training run and a finished tiny search: what the placeholders stand for."""
+    """A finished tiny training run and a finished tiny search: what a reader has made before opening a page."""
     logs = tmp_path_factory.mktemp("fixture-logs")
     for args in (TINY_TRAINING, ["hparams_search=mnist_optuna", *TINY_SEARCH, *TINY_TRAINING]):
         status, output = run_script(project, "src/train.py", args, logs / "log.txt")
@@ -201,6 +217,35 @@ def folders(project, tmp_path_factory) -> dict[str, str]:
     (run,) = (project / "logs" / "train" / "runs").iterdir()
     (sweep,) = (project / "logs" / "train" / "multiruns").iterdir()
     return {RUN: str(run), SWEEP: str(sweep)}
+
+
+@pytest.fixture(scope="module")
+def page_project(project, folders, tmp_path_factory):
+    """A project folder of its own for each page, made when the page's first command runs: the scratch files and
+    a copy of the finished run and search (what a reader has made before opening the page); the page's commands
+    then run in it one after another, each seeing what the ones before it left."""
+    made: dict[str, Path] = {}
+
+    def for_page(page: str) -> Path:
+        if page not in made:
+            root = made[page] = tmp_path_factory.mktemp("page")
+            for entry in project.iterdir():
+                if entry.is_symlink():
+                    (root / entry.name).symlink_to(entry.readlink())
+                elif entry.is_dir():
+                    shutil.copytree(entry, root / entry.name, symlinks=True)
+                else:
+                    shutil.copy2(entry, root / entry.name)
+        return made[page]
+
+    return for_page
+
+
+def newest(pattern: str, root: Path) -> Path:
+    """The newest path matching ``pattern`` under ``root``: what the reader has just made."""
+    found = list(root.glob(pattern))
+    assert found, f"nothing matches {pattern} under {root} yet to stand for the placeholder"
+    return max(found, key=lambda path: path.stat().st_mtime)
 
 
 def make_recipe(project: Path, tokens: list[str]) -> list[str]:
@@ -215,9 +260,14 @@ def make_recipe(project: Path, tokens: list[str]) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize(("page", "language", "command"), COMMANDS,
                          ids=[f"{page}: {command.splitlines()[0]}" for page, _, command in COMMANDS])
-def test_shown_command_runs(page, language, command, project, folders, tmp_path):
-    for placeholder, folder in folders.items():
-        command = command.replace(placeholder, folder)
+def test_shown_command_runs(page, language, command, page_project, tmp_path):
+    project = page_project(page)
+    # The placeholders stand for what the reader has at this point: the newest run with a checkpoint, the
+    # newest search.
+    if RUN in command:
+        command = command.replace(RUN, str(newest("logs/train/runs/*/checkpoints/last.ckpt", project).parents[1]))
+    if SWEEP in command:
+        command = command.replace(SWEEP, str(newest("logs/train/multiruns/*", project)))
     unknown = re.findall(r"<[^>]*>", command)
     assert not unknown, f"{page} shows {command!r} with placeholders no one can type: {unknown}"
     log = tmp_path / "output.txt"
@@ -229,8 +279,6 @@ def test_shown_command_runs(page, language, command, project, folders, tmp_path)
         return
 
     tokens = shlex.split(command, comments=True)
-    # ckpt_path=last takes the newest run's last.ckpt: the fixture's run, whatever ran before this command.
-    os.utime(Path(folders[RUN]) / "checkpoints" / "last.ckpt")
     reason = skip_reason(tokens)
     if reason:
         pytest.skip(reason)
@@ -240,7 +288,8 @@ def test_shown_command_runs(page, language, command, project, folders, tmp_path)
     # As the shell does: a word with wildcards becomes the files it matches, or stays as it is if none match.
     args = [arg for token in tokens[2:] for arg in sorted(glob.glob(token, root_dir=project)) or [token]]
     script = tokens[1]
-    args += TINY.get(script, [])
+    if "--cfg" not in args:  # Hydra prints the config and runs nothing (it takes no overrides after its flags)
+        args += TINY.get(script, [])
     if any(arg.startswith("hparams_search=") for arg in args):
         args += TINY_SEARCH
     status, output = run_script(project, str(project / script), args, log)

@@ -1,6 +1,7 @@
 """A diverging loss, a kill -9 in the middle of a checkpoint write, a data folder that cannot be written."""
 
 import ast
+import math
 import shutil
 import signal
 import subprocess
@@ -11,8 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from pytorch_lightning import Callback
 
-from conftest import compose_config
+from conftest import compose_config, run_entry
 from convlens.cli.entry import PROJECT_ROOT
 from convlens.data.mnist_files import MnistUnavailableError, ensure_mnist, raw_dir
 from convlens.faults.atomic_checkpoint_io import AtomicCheckpointIO
@@ -42,6 +44,71 @@ def test_a_nan_loss_stops_at_its_step_and_the_last_good_checkpoint_stays(tmp_pat
     assert saved["global_step"] == bad_step - 1  # saved after every step, up to the one before the nan
     assert all(torch.isfinite(value).all() for value in saved["state_dict"].values())
     assert sorted(path.name for path in last.parent.iterdir()) == ["last.ckpt"]
+
+
+class FirstNonFiniteLoss(Callback):
+    """Records the step of the first nan or infinite loss, read step by step (a reference for one step per call)."""
+
+    step: int | None = None  # on the class: the test reads it after Hydra made the instance
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        FirstNonFiniteLoss.step = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if FirstNonFiniteLoss.step is None and not torch.isfinite(loss):
+            FirstNonFiniteLoss.step = trainer.global_step
+
+
+@pytest.mark.slow
+def test_a_diverging_run_ends_in_one_line_naming_the_first_bad_step(tmp_path, data_dir, train_config):
+    # Validation every 20 steps, in calls of 20 steps: the loss goes nan at step 3, inside the first call, and
+    # validation would draw the nan weights (TensorBoard's histogram raised over 69 lines).
+    run = run_entry("train.py", "debug=limit", "model.optimizer.lr=1e9", f"paths.data_dir={data_dir}",
+                    f"paths.log_dir={tmp_path / 'logs'}", check=False)
+    assert run.returncode == 1 and "Traceback" not in run.stderr + run.stdout
+    line = run.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: training diverged and was stopped: the loss was nan at step ")
+    # The reference: Lightning's own loop, one step per call, its losses read one by one.
+    with pytest.raises(TrainingDiverged):
+        train(train_config("debug=limit", "model.optimizer.lr=1e9", "model.steps_per_call=1", "~logger",
+                           f"+callbacks.reference._target_={__name__}.FirstNonFiniteLoss"))
+    assert FirstNonFiniteLoss.step is not None and FirstNonFiniteLoss.step < 20
+    assert f" at step {FirstNonFiniteLoss.step} (epoch 0);" in line
+    run_dir = next((tmp_path / "logs" / "train" / "runs").iterdir())
+    assert not list(run_dir.glob("checkpoints/*.ckpt")) and not list(run_dir.glob("*.png"))
+
+
+class LearningRateBlowsUp(Callback):
+    """At the start of the second epoch the learning rate becomes infinite: the next step makes every weight nan
+    or infinite, and the step after it has a nan loss."""
+
+    stopped_at: int | None = None  # on the class: the test reads it after Hydra made the instance
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 1:
+            for group in trainer.optimizers[0].param_groups:
+                group["lr"] = math.inf
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        LearningRateBlowsUp.stopped_at = trainer.global_step
+
+
+@pytest.mark.slow
+def test_a_run_diverging_in_its_second_epoch_stops_within_the_check_interval(train_config):
+    # Epochs of 40 steps in calls of 40: the step count goes 40, 80, 120, never a multiple of the check's 50.
+    # Nothing else reads the loss (no validation, no checkpoint) until the check passes 50.
+    cfg = train_config("~logger", "trainer.max_epochs=3", "trainer.limit_train_batches=40",
+                       "trainer.val_check_interval=40", "trainer.limit_val_batches=0",
+                       "callbacks.model_checkpoint=null", "callbacks.step_checkpoint=null",
+                       "+trainer.enable_checkpointing=false",
+                       "callbacks.convnet_pictures=null", "test=false",
+                       f"+callbacks.blows_up._target_={__name__}.LearningRateBlowsUp")
+    with pytest.raises(TrainingDiverged) as error:
+        train(cfg)
+    # Step 41 (the epoch's first) is computed with finite weights and makes them nan; step 42's loss is nan.
+    assert "the loss was nan at step 42 (epoch 1)" in str(error.value)
+    assert LearningRateBlowsUp.stopped_at == 80  # the first call ending past step 50, not the end of fit (120)
 
 
 WRITER = """

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import torch
 from conftest import compose_config, run_entry
 from convlens.faults.checkpoints import checked_checkpoint_path
 from convlens.cli.entry import PROJECT_ROOT, hydra_error_line, print_error, shell_override
+from convlens.cli.threads import START_OMP_NUM_THREADS, START_THREADS
 from convlens.errors import ConvlensError
 from convlens.sweeps.sweep_dir_claim import refuse_a_used_sweep_dir
 from convlens.tasks.predict import image_paths
@@ -39,6 +41,12 @@ def test_last_ckpt_holds_the_final_step_and_no_tensorboard_line_without_tensorbo
     assert "TensorBoard" not in capsys.readouterr().out
 
 
+def test_the_test_after_an_in_process_run_with_threads_1_has_the_sessions_threads():
+    """Runs after the test above (file order), which trained in this process with threads=1."""
+    assert os.environ.get("OMP_NUM_THREADS") == START_OMP_NUM_THREADS
+    assert torch.get_num_threads() == START_THREADS
+
+
 @pytest.mark.slow
 def test_the_run_log_holds_what_the_run_printed_and_the_tensorboard_line_pastes(data_dir, tmp_path):
     run_dir = tmp_path / "a run folder"  # a space: the printed command must still work
@@ -55,6 +63,36 @@ def test_the_run_log_holds_what_the_run_printed_and_the_tensorboard_line_pastes(
     program, *arguments = shlex.split(board.removeprefix("TensorBoard: "))
     assert arguments == ["--logdir", str(run_dir)]
     assert Path(program).is_file() or program == sys.executable  # runs without an activated environment
+
+
+# Every line a default tiny run prints, by what it says: Lightning's account of the machine and of the fit, the
+# model summary, and the run's own result lines. Anything else is a notice that does not apply to it.
+RUN_OWN_LINES = [
+    r"Seed set to 12345", r"GPU available: False, used: False", r"TPU available: False, using: 0 TPU cores",
+    r"`Trainer.fit` stopped: `max_epochs=1` reached\.",
+    r"(Restoring states from the checkpoint path|Loaded model weights from the checkpoint) at \S+/best-\S+\.ckpt",
+    r"[┏┃┡│└].*", r"(Trainable|Non-trainable|Total) params: \d.*", r"Total estimated model params size.*",
+    r"Modules in (train|eval) mode: \d+", r"Total FLOPs: [1-9].*",  # "Total FLOPs: 0" was a wrong count
+    r"test/acc 0\.\d+ \(error .*\) · val/acc_best .* → \S+", r"TensorBoard: .*",
+]
+
+
+@pytest.mark.slow
+def test_a_default_tiny_run_prints_only_lines_that_apply_to_it(data_dir, tmp_path):
+    result = run_entry("train.py", "debug=limit", "trainer.log_every_n_steps=10", "callbacks.rich_progress_bar=null",
+                       "+trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}",
+                       f"hydra.run.dir={tmp_path / 'run'}", env={"COLUMNS": "200"})
+    printed = [line.rstrip() for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    others = [line for line in printed if not any(re.fullmatch(own, line) for own in RUN_OWN_LINES)]
+    assert not others, "lines that are not the run's own:\n" + "\n".join(others)
+    assert any(line.startswith("Total FLOPs: ") for line in printed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local", "submitit_slurm"])
+def test_choosing_a_launcher_prints_no_schema_matching_warning(launcher):
+    result = run_entry("train.py", f"hydra/launcher={launcher}", "--cfg", "hydra", "--package", "hydra.launcher")
+    assert result.stderr == "" and result.stdout.startswith("# @package hydra.launcher")
 
 
 @pytest.mark.slow

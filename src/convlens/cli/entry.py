@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationKeyError
 from rich.markup import escape
 
+from convlens.cli.library_notices import quiet_library_notices
 from convlens.cli.resolvers import register_resolvers
 from convlens.cli.run_log import error_console, join_run_log, log_failure
 from convlens.errors import ConvlensError
@@ -30,6 +31,7 @@ USER_FULL_ERROR = "CONVLENS_USER_HYDRA_FULL_ERROR"
 T = TypeVar("T")
 
 register_resolvers()  # every entry point imports this module before Hydra composes its config
+quiet_library_notices()
 
 
 def set_project_root() -> None:
@@ -126,6 +128,14 @@ def hydra_error_line(error: HydraException) -> str:
     return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
+def shown_config_error(error: InterpolationKeyError) -> str:
+    """``--cfg hydra --resolve``: Hydra shows its own settings without the run's, which conf/hydra reads."""
+    return (f"{str(error).splitlines()[0].rstrip('.')}: --cfg hydra leaves out the run's settings, which "
+            "Hydra's own read (hydra.run.dir and hydra.sweep.dir: paths.log_dir; the SLURM launcher: "
+            "trainer.*); resolve them with the rest: --cfg all --package hydra --resolve (or --package "
+            "hydra.launcher)")
+
+
 def report_a_stopped_sweep(stop: BaseException) -> None:
     """Ctrl-C (or SIGTERM) that ends a sweep: its report and how to run the rest, then exit 128 + the signal."""
     from convlens.sweeps import interrupted  # sweeps import this module: imported when needed
@@ -151,6 +161,12 @@ def run_hydra(main: Callable[[], Any]) -> None:
         if USER_FULL_ERROR not in os.environ or os.environ[USER_FULL_ERROR] == "1":
             raise  # raised inside the run, or the user asked for the traceback
         print_error(hydra_error_line(error))
+        sys.exit(1)
+    except InterpolationKeyError as error:
+        showing_config = any(arg.startswith(("--cfg", "-c")) for arg in sys.argv[1:])  # Hydra's -c/--cfg
+        if not showing_config or os.environ.get(USER_FULL_ERROR) == "1":
+            raise
+        print_error(shown_config_error(error))
         sys.exit(1)
     except (KeyboardInterrupt, SystemExit) as stop:
         report_a_stopped_sweep(stop)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -52,23 +53,31 @@ def open_checked(path: Path, max_pixels: int) -> Image.Image:
     if path.stat().st_size == 0:
         raise ConvlensError(f"image {path} is an empty file; {FIX}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below decides
-            image = Image.open(path)
-    except Image.DecompressionBombError as error:
-        raise ConvlensError(f"image {path} is far too large ({error}); scale it down below {max_pixels:,} pixels"
-                            ) from error
+        image = opened_within(path, f"image {path}", max_pixels)
     except (UnidentifiedImageError, OSError) as error:
         raise ConvlensError(f"{path} is not an image Pillow can read; {FIX}") from error
-    width, height = image.size
-    if width * height > max_pixels:
-        image.close()
-        raise ConvlensError(f"image {path} is {width}x{height} = {width * height:,} pixels, more than the "
-                            f"{max_pixels:,} allowed; scale it down or raise preprocess.max_pixels")
     try:
         image.load()
     except (OSError, ValueError) as error:
         raise ConvlensError(f"image {path} is truncated or corrupt ({error}); {FIX}") from error
+    return image
+
+
+def opened_within(source: str | os.PathLike | IO[bytes], name: str, max_pixels: int) -> Image.Image:
+    """The image opened, not decoded: one of more than ``max_pixels`` is refused from its header, so a huge one
+    costs nothing; ``name`` is what the error calls it. Pillow's errors for what is not an image pass through."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below decides
+            image = Image.open(source)
+    except Image.DecompressionBombError as error:
+        raise ConvlensError(f"{name} is far too large ({error}); scale it down below {max_pixels:,} pixels"
+                            ) from error
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise ConvlensError(f"{name} is {width}x{height} = {width * height:,} pixels, more than the "
+                            f"{max_pixels:,} allowed; scale it down or raise preprocess.max_pixels")
     return image
 
 

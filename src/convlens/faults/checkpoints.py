@@ -55,8 +55,11 @@ def read_checkpoint(path: Path) -> dict:
     with zipfile.ZipFile(path) as archive:  # torch.load does not check the records' CRCs; damaged weights would load
         damaged = archive.testzip()
     if damaged is not None:
+        # torch.save names the archive's top folder after the file it wrote: for convlens's checkpoints, the
+        # writer's hidden temporary file (faults/atomic_files.py). The part inside says where the damage is.
+        record = damaged.partition("/")[2] or damaged
         raise ConvlensError(
-            f"{path} is damaged (its record {damaged} fails its CRC check); use another checkpoint of the run, "
+            f"{path} is damaged (its record {record} fails its CRC check); use another checkpoint of the run, "
             "e.g. its last.ckpt or best-*.ckpt")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)

@@ -77,7 +77,7 @@ class StepCheckpoint(ModelCheckpoint):
         path = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
         self._saving_at_fit_end = True
         try:
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # everything a resume needs
         finally:
             self._saving_at_fit_end = False
         self.last_model_path = str(path)

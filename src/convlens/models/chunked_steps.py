@@ -128,8 +128,9 @@ class StepChunks(Callback):
 
 
 def train_chunk(module: ConvNetClassifier, batches: list[tuple[torch.Tensor, torch.Tensor]],
-                batch_idx: int) -> torch.Tensor:
-    """The chunk's optimizer steps, one per batch; returns their mean loss (nan or inf if any step's was)."""
+                batch_idx: int) -> dict[str, torch.Tensor]:
+    """The chunk's optimizer steps, one per batch; returns their mean loss and each step's (the finite-loss
+    check names the first bad step)."""
     trainer, plan = module.trainer, module.chunk_plan
     count = plan.steps_in_call(batch_idx)
     if trainer.max_steps >= 0:
@@ -150,7 +151,7 @@ def train_chunk(module: ConvNetClassifier, batches: list[tuple[torch.Tensor, tor
         trainer.fit_loop.epoch_loop._skip_next_val = True
     if batch_idx + 1 == trainer.num_training_batches:
         step_schedulers(module, "epoch", trainer.current_epoch + 1)
-    return chunk_losses.mean()
+    return {"loss": chunk_losses.mean(), "step_losses": chunk_losses}
 
 
 def one_step(module: ConvNetClassifier, optimizer: LightningOptimizer, x: torch.Tensor,

@@ -75,6 +75,9 @@ class ConvNetClassifier(LightningModule):
         self.graphs_run_here = False  # model.cuda_graphs and nothing here that stops them (on_train_start)
         self.backward_directly = False  # one device, no loss scaler: backward() without Lightning's hooks
         self.net = ConvNet(**self.hparams.net)
+        # One blank image: Lightning's model summary runs it to count the network's FLOPs and show layer shapes.
+        size = self.hparams.net.get("image_size", 28)
+        self.example_input_array = torch.zeros(1, self.hparams.net.get("in_channels", 1), size, size)
         num_classes = self.hparams.net.get("num_classes", 10)
         if class_names is not None and len(class_names) != num_classes:
             raise ConvlensError(f"{len(class_names)} class names for model.net.num_classes={num_classes}; "
@@ -144,7 +147,7 @@ class ConvNetClassifier(LightningModule):
         fitting = self.trainer.state.fn == TrainerFn.FITTING
         return [StepChunks(self.hparams.steps_per_call)] if fitting and not self.automatic_optimization else []
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | dict[str, torch.Tensor]:
         if not self.automatic_optimization:  # a chunk: a list of batches, one optimizer step each
             return train_chunk(self, batch, batch_idx)
         x, y = batch

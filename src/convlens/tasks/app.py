@@ -10,11 +10,13 @@ app itself, so the page makes no request outside this machine.
 from __future__ import annotations
 
 import base64
+import errno
 import html
 import io
 import logging
 import os
 import random
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ from convlens.cli.config_checks import check_settings
 from convlens.cli.entry import print_error
 from convlens.cli.run_log import say
 from convlens.cli.threads import set_threads
-from convlens.data.own_images import load_digit, mnist_style
+from convlens.data.own_images import load_digit, mnist_style, opened_within
 from convlens.errors import ConvlensError
 from convlens.faults.checkpoints import load_classifier, resolve_checkpoint
 from convlens.models.classifier import ConvNetClassifier
@@ -115,8 +117,9 @@ class LiveLook:
         if not data_url:
             return None
         header, _, encoded = data_url.partition(",")
-        try:
-            drawing = Image.open(io.BytesIO(base64.b64decode(encoded, validate=True)))
+        try:  # the size rule of uploads (preprocess.max_pixels), before any pixel is decoded
+            drawing = opened_within(io.BytesIO(base64.b64decode(encoded, validate=True)), "the drawing",
+                                    self.preprocess["max_pixels"])
             drawing.load()
         except (ValueError, OSError) as error:
             raise ConvlensError(f"the drawing is not a PNG data URL ({header[:40]!r}...); "
@@ -169,11 +172,11 @@ class LiveLook:
         except ConvlensError as error:
             return [error_html(str(error)), None, None, None]
         if digit is None:
-            return [note_html(str(lens.path)), None, None, None]
+            return [note_html(checkpoint_line(ckpt_path, lens)), None, None, None]
         top, conv1_maps, conv2_maps = self.seen(lens, digit)
         best = next(iter(top))
-        return [note_html(f"{digit.name}: predicted {best} ({top[best]:.1%}) · {lens.path}"), top, conv1_maps,
-                conv2_maps]
+        return [note_html(f"{digit.name}: predicted {best} ({top[best]:.1%}) · {checkpoint_line(ckpt_path, lens)}"),
+                top, conv1_maps, conv2_maps]
 
     def look_at_drawing(self, drawing: str | None, ckpt_path_a: str, ckpt_path_b: str) -> list[Any]:
         """``drawing``: the sketchpad's canvas as a PNG data URL (``data:image/png;base64,...``); empty: cleared."""
@@ -208,7 +211,17 @@ class LiveLook:
         if lens is None:
             return [ckpt_path, gr.Column(visible=False), None, None, *self.side(ckpt_path, digit)]
         return [str(lens.path), gr.Column(visible=True), lens.kernels_conv1, lens.kernels_conv2,
-                *self.side(str(lens.path), digit)]
+                *self.side(ckpt_path, digit)]
+
+
+def checkpoint_line(ckpt_path: str, lens: Lens) -> str:
+    """The checkpoint's path; for one not trained on MNIST's digits, also what it classifies and, when
+    ``ckpt_path=last`` picked it, that it was the newest run: its labels would otherwise pass for digits."""
+    if not lens.model.hparams.get("class_names"):  # MNIST runs keep none: their classes are the digits 0-9
+        return str(lens.path)
+    picked = "ckpt_path=last picked the newest run, " if ckpt_path.strip() == "last" else ""
+    return (f"{picked}{lens.path}, which classifies {', '.join(lens.classes)}, not MNIST's digits; "
+            "pass ckpt_path=<an MNIST run's checkpoint> to look at digits")
 
 
 # A plain 2D canvas: it hands over a PNG the moment a stroke ends, where gr.Sketchpad first re-renders its
@@ -282,7 +295,9 @@ def page(look: LiveLook, cfg: DictConfig) -> Any:
                         upload = gr.File(label="a picture of one digit", file_types=["image"], type="filepath",
                                          elem_id="upload")
                     with gr.Tab("MNIST test image"):
-                        index = gr.Number(value=cfg.index, precision=0, label="index (0..9999)", elem_id="index")
+                        # No rounding (precision=None): an index of 2.5 reaches from_test_set, which refuses it.
+                        index = gr.Number(value=cfg.index, precision=None, step=1, label="index (0..9999)",
+                                          elem_id="index")
                         pick = gr.Button("random test image")
                 seen_input = picture(f"as the network sees it ({cfg.preprocess.size}x{cfg.preprocess.size})",
                                      "input")
@@ -329,17 +344,44 @@ def serve(cfg: DictConfig) -> None:
         raise ConvlensError("the app needs Gradio, which is not installed; run make app, "
                             "or pip install -e '.[app]'")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio checks its own startup over HTTP: not news
+    host, port = str(cfg.app.host), int(cfg.app.port)
+    check_port_free(host, port)  # before the data and checkpoints load: seconds a taken port would waste
     set_threads(cfg.threads)
     look = LiveLook(cfg)
     for ckpt_path in (cfg.ckpt_path, cfg.compare_ckpt_path):
         if ckpt_path:
             try:
-                say(escape(f"checkpoint {look.lens(str(ckpt_path)).path}"), soft_wrap=True)
+                say(escape(f"checkpoint {checkpoint_line(str(ckpt_path), look.lens(str(ckpt_path)))}"),
+                    soft_wrap=True)
             except ConvlensError as error:
                 print_error(f"{error} (the page shows this too; type another checkpoint there)")
-    page(look, cfg).launch(
-        server_name=cfg.app.host, server_port=int(cfg.app.port), share=False, ssr_mode=False, pwa=False,
-        mcp_server=False, footer_links=["api", "settings"], theme=gr.themes.Default(), css=CSS, quiet=False)
+    try:
+        page(look, cfg).launch(
+            server_name=host, server_port=port, share=False, ssr_mode=False, pwa=False,
+            mcp_server=False, footer_links=["api", "settings"], theme=gr.themes.Default(), css=CSS, quiet=False)
+    except OSError as error:
+        if not str(error).startswith("Cannot find empty port"):  # Gradio's words for a port taken meanwhile
+            raise
+        raise ConvlensError(port_taken(host, port)) from error
+
+
+def port_taken(host: str, port: int) -> str:
+    return (f"port {port} on {host} is already in use (another app, or this one still running); "
+            f"stop that, or serve on another port: app.port={port + 1}")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind the address as the server will, and let it go: a taken port or an unknown host is one line."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Gradio's server binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise ConvlensError(port_taken(host, port)) from error
+            raise ConvlensError(f"cannot serve on {host}:{port} ({error.strerror or error}); "
+                                "set app.host to an address of this machine (127.0.0.1) and app.port to a free "
+                                "port") from error
 
 
 CSS = """
