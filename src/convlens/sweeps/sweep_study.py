@@ -16,10 +16,10 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
 from convlens.errors import ConvlensError
+from convlens.sweeps.study_storage import JOURNAL, storage_file
 
 MULTIRUN_FILE = "multirun.yaml"  # Hydra's basic sweeper saves the sweep's config there before any job starts
 DEFAULT_DB = "optuna.db"  # conf/hparams_search/*.yaml keep a search's study in <sweep dir>/optuna.db
-JOURNAL = "journal://"  # journal:///<file>: Optuna's journal file, for a filesystem several machines share
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
@@ -67,14 +67,6 @@ def study_location(sweep_dir: Path, cfg: DictConfig | None = None) -> StudyLocat
     if storage is None and (Path(sweep_dir) / DEFAULT_DB).is_file():
         storage = f"sqlite:///{Path(sweep_dir).resolve() / DEFAULT_DB}"
     return StudyLocation(str(storage), None if name is None else str(name)) if storage else None
-
-
-def storage_file(url: str) -> Path | None:
-    """The local file behind a sqlite or journal URL (None for a database server)."""
-    for prefix in (JOURNAL, "sqlite:///"):
-        if url.startswith(prefix):
-            return Path(url[len(prefix):])
-    return None
 
 
 def open_existing_storage(url: str) -> BaseStorage:
