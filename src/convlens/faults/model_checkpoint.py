@@ -66,8 +66,9 @@ class StepCheckpoint(ModelCheckpoint):
         due = self._due_after_validation == trainer.global_step and not trainer.sanity_checking
         if due and not self._should_skip_saving_checkpoint(trainer):
             self._due_after_validation = None
-            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
         super().on_validation_end(trainer, pl_module)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
