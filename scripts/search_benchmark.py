@@ -54,6 +54,7 @@ def run_search(name: str, args: argparse.Namespace, sweep_dir: Path) -> dict[str
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     if status != 0:
+        assert process.stderr is not None  # stderr=PIPE
         raise SystemExit(f"error: the {name} search failed:\n{process.stderr.read()[-2000:]}")
     study = optuna.load_study(study_name="mnist_optuna", storage=f"sqlite:///{sweep_dir}/optuna.db")
     states = [trial.state.name for trial in study.trials]

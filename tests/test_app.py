@@ -134,7 +134,7 @@ def size_of(path: str) -> tuple[int, int]:
 def paper_digit(test_set, index: int, path: Path) -> Path:
     """Test image ``index`` as a scan would show it: dark ink on white, 140x140 pixels."""
     ink = test_set[index][0][0].numpy()
-    Image.fromarray(((1 - ink) * 255).astype("uint8"), mode="L").resize((140, 140), Image.BILINEAR).save(path)
+    Image.fromarray(((1 - ink) * 255).astype("uint8"), mode="L").resize((140, 140), Image.Resampling.BILINEAR).save(path)
     return path
 
 

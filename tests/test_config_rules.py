@@ -63,7 +63,8 @@ def first_case_of_each_key() -> dict[str, tuple[str | None, str | None]]:
     first: dict[str, tuple[str | None, str | None]] = {}
     with tempfile.TemporaryDirectory() as folder:
         for case in CASES:
-            for key, _, _ in settings(config_for(*case, Path(folder))):
+            name, option = case
+            for key, _, _ in settings(config_for(name, option, Path(folder))):
                 first.setdefault(key, case)
     return first
 

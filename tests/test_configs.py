@@ -2,13 +2,13 @@ from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from conftest import compose_config
 from convlens.cli.entry import CONFIG_DIR
 
-TRAIN_GROUPS = {name for entry in OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "train.yaml").defaults)
-                if isinstance(entry, dict) for name in entry}  # groups only other entry points use are tested there
+TRAIN_GROUPS = {name for entry in OmegaConf.load(Path(CONFIG_DIR) / "train.yaml").defaults
+                if isinstance(entry, DictConfig) for name in entry}  # groups only other entry points use are tested there
 GROUPS = sorted(p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir() and p.name in TRAIN_GROUPS - {"hydra"})
 
 

@@ -71,7 +71,9 @@ def test_link_resolves(page, target):
 def layout() -> list[tuple[str, str]]:
     """(path, its line) for each line of the README's layout block; two spaces of indent are one folder down."""
     section = README.read_text().split("\n## Layout\n", 1)[1]
-    block = FENCE.search(section).group(2)
+    found = FENCE.search(section)
+    assert found, "the README's Layout section has no code block"
+    block = found.group(2)
     folders: list[str] = []
     entries = []
     for line in block.splitlines():

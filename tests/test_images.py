@@ -42,7 +42,7 @@ def other_digits(mnist_test) -> list[np.ndarray]:
 
 def on_paper(digit: np.ndarray, scale: int = 10, paper=(300, 420), at=(40, 150)) -> Image.Image:
     """The digit as a scan would show it: dark ink, enlarged, off-centre on a larger light page."""
-    ink = Image.fromarray(255 - digit).resize((28 * scale, 28 * scale), Image.BICUBIC)
+    ink = Image.fromarray(255 - digit).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC)
     page = Image.new("L", paper[::-1], 255)
     page.paste(ink, at[::-1])
     return page
@@ -87,7 +87,7 @@ def test_the_digit_fits_the_box_and_is_centred_by_mass(tmp_path):
 
 def test_light_digit_on_dark_is_not_inverted(six, other_digits, tmp_path):
     path = tmp_path / "six_dark.png"
-    Image.fromarray(six).resize((140, 140), Image.BICUBIC).save(path)
+    Image.fromarray(six).resize((140, 140), Image.Resampling.BICUBIC).save(path)
     assert_is(load(path), six, other_digits)
 
 
@@ -119,7 +119,7 @@ def test_cmyk_is_converted(six, other_digits, tmp_path):
 @pytest.mark.parametrize("ink_colour", [(0, 0, 0), (255, 255, 255)], ids=["dark ink", "light ink"])
 def test_transparent_background_uses_the_strokes(six, other_digits, tmp_path, ink_colour):
     """A digit drawn on a transparent layer: only alpha tells the strokes apart, whatever their colour."""
-    alpha = Image.fromarray(six).resize((112, 112), Image.BICUBIC)
+    alpha = Image.fromarray(six).resize((112, 112), Image.Resampling.BICUBIC)
     layer = Image.new("RGBA", alpha.size, (*ink_colour, 0))
     layer.putalpha(alpha)
     path = tmp_path / "six_rgba.png"

@@ -62,7 +62,7 @@ def step_of(path: Path) -> int:
     return torch.load(path, weights_only=True)["global_step"]
 
 
-def metrics(directory: Path, leave_out: set[str] = frozenset()) -> dict:
+def metrics(directory: Path, leave_out: frozenset[str] = frozenset()) -> dict:
     values = json.loads((directory / "metrics.json").read_text())
     values["best_ckpt"] = Path(values["best_ckpt"]).name
     return {key: value for key, value in values.items() if key not in TIMING | leave_out}

@@ -72,9 +72,8 @@ def test_a_grid_sampler_refuses_an_interval_in_one_line():
 
 def proposals(tmp_path: Path, *overrides: str) -> list[dict]:
     cfg = compose_config("train", ["hparams_search=mnist_optuna", *overrides], tmp_path)
-    sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=False)
     settings = SearchSettings(**{key: cfg.hydra.sweeper[key] for key in SearchSettings.__dataclass_fields__})
-    space = search_space(f"{key}={value}" for key, value in sweeper["params"].items())
+    space = search_space(f"{key}={value}" for key, value in cfg.hydra.sweeper.params.items())
     sampler, _ = sampler_for(settings, space)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     return [study.ask(fixed_distributions=space.distributions).params for _ in range(3)]

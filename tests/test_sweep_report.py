@@ -33,7 +33,7 @@ def job_folder(sweep: Path, number: int, params: dict, metrics: dict | None = No
     return folder
 
 
-def make_search(sweep: Path, complete: int = 5, storage: object = None, name: str = "mnist_optuna") -> optuna.Study:
+def make_search(sweep: Path, complete: int = 5, storage: str | optuna.storages.BaseStorage | None = None, name: str = "mnist_optuna") -> optuna.Study:
     """A search as the sweeper leaves it: ``complete`` completed trials, then one pruned at step 40 and one failed,
     each trial's folder named by its number."""
     sweep.mkdir(parents=True, exist_ok=True)

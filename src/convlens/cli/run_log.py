@@ -28,9 +28,9 @@ def plain(renderable: RenderableType) -> str:
     """What the terminal shows, without colour or markup."""
     if isinstance(renderable, str):
         return Text.from_markup(renderable).plain
-    capture = Console(file=io.StringIO(), width=LOG_WIDTH, color_system=None, soft_wrap=False)
-    capture.print(renderable)
-    return capture.file.getvalue().rstrip("\n")
+    text = io.StringIO()
+    Console(file=text, width=LOG_WIDTH, color_system=None, soft_wrap=False).print(renderable)
+    return text.getvalue().rstrip("\n")
 
 
 def say(renderable: RenderableType, *, stderr: bool = False, level: int = logging.INFO, **options: Any) -> None:

@@ -61,13 +61,13 @@ def report_interrupted_sweep() -> bool:
 
 
 def task_overrides(cfg: DictConfig) -> list[str]:
-    return [str(item) for item in OmegaConf.to_container(cfg.hydra.overrides.task)]
+    return [str(item) for item in cfg.hydra.overrides.task]
 
 
 def command(cfg: DictConfig, overrides: list[str], keep_sweep_dir: bool = False) -> str:
     """The multirun command with ``overrides``, the Hydra overrides it was started with (launcher, ...), and
     either this sweep dir or a new one (Hydra's default)."""
-    hydra = [str(item) for item in OmegaConf.to_container(cfg.hydra.overrides.hydra)
+    hydra = [str(item) for item in cfg.hydra.overrides.hydra
              if not str(item).startswith(("hydra.sweep.dir=", "hydra.mode="))]
     where = [f"hydra.sweep.dir={cfg.hydra.sweep.dir}"] if keep_sweep_dir else []
     return shlex.join(["python", f"src/{cfg.hydra.job.name}.py", "-m", *overrides, *hydra, *where])

@@ -139,7 +139,7 @@ def run_search(settings: SearchSettings, slots_of: Any, arguments: list[str], sw
     """The whole search; bad settings end it with one line before any trial runs."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweeper prints its own lines on the study
     try:
-        params = [f"{key}={value}" for key, value in (settings.params or {}).items()]
+        params = [f"{key!s}={value}" for key, value in (settings.params or {}).items()]
         space = search_space([*params, *arguments])
         sampler, n_trials = sampler_for(settings, space)
         study = open_study(settings.storage, settings.study_name, settings.direction, sampler=sampler,

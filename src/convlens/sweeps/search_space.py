@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep, Transformer
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
 from hydra.errors import HydraException
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -35,22 +35,27 @@ class SearchSpace:
 
 
 def categorical(override: Override) -> CategoricalDistribution:
-    return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
+    choices: list[Any] = list(override.sweep_iterator(transformer=Transformer.encode))  # numbers stay numbers
+    return CategoricalDistribution(choices)
 
 
 def range_distribution(override: Override, sweep: RangeSweep) -> BaseDistribution:
     if sweep.shuffle:
         return categorical(override)
-    if any(isinstance(value, float) for value in (sweep.start, sweep.stop, sweep.step)):
-        return FloatDistribution(sweep.start, sweep.stop, step=sweep.step)
-    return IntDistribution(int(sweep.start), int(sweep.stop), step=int(sweep.step))
+    start, stop, step = sweep.start, sweep.stop, sweep.step
+    assert start is not None and stop is not None  # Hydra's grammar has no range without both ends
+    if any(isinstance(value, float) for value in (start, stop, step)):
+        return FloatDistribution(start, stop, step=step)
+    return IntDistribution(int(start), int(stop), step=int(step))
 
 
 def interval_distribution(sweep: IntervalSweep) -> BaseDistribution:
     log = "log" in sweep.tags
-    if isinstance(sweep.start, int) and isinstance(sweep.end, int):
-        return IntDistribution(sweep.start, sweep.end, log=log)
-    return FloatDistribution(sweep.start, sweep.end, log=log)
+    start, end = sweep.start, sweep.end
+    assert start is not None and end is not None  # Hydra's grammar has no interval without both ends
+    if isinstance(start, int) and isinstance(end, int):
+        return IntDistribution(start, end, log=log)
+    return FloatDistribution(start, end, log=log)
 
 
 def distribution(override: Override) -> BaseDistribution | str:
@@ -58,11 +63,11 @@ def distribution(override: Override) -> BaseDistribution | str:
     if not override.is_sweep_override():
         return override.get_value_element_as_str()
     sweep = override.value()
-    if override.is_choice_sweep():
+    if isinstance(sweep, ChoiceSweep):
         return categorical(override)
-    if override.is_range_sweep():
+    if isinstance(sweep, RangeSweep):
         return range_distribution(override, sweep)
-    if override.is_interval_sweep():
+    if isinstance(sweep, IntervalSweep):
         return interval_distribution(sweep)
     raise ConvlensError(f"{override.input_line} is not a search an Optuna search can run; use choice(...), "
                         "range(...), interval(...) or tag(log, interval(...))")
@@ -101,7 +106,7 @@ def grid_choices(space: SearchSpace) -> dict[str, list[Any]]:
     for name, dist in space.distributions.items():
         if isinstance(dist, CategoricalDistribution):
             grid[name] = list(dist.choices)
-        elif dist.step is not None and not dist.log:
+        elif isinstance(dist, (IntDistribution, FloatDistribution)) and dist.step is not None and not dist.log:
             count = int((dist.high - dist.low) // dist.step)  # as hydra-optuna-sweeper: range's stop is left out
             grid[name] = [dist.low + index * dist.step for index in range(count)]
         else:

@@ -63,6 +63,7 @@ class Slots:
             return done_future(lambda: self.launch(number, overrides))
         if isinstance(self.executor, ThreadPoolExecutor):
             return self.executor.submit(self.launch, number, overrides)
+        assert self.executor is not None  # every launcher but the inline one has one
         return self.executor.submit(run_one_job, number, list(overrides), *self.job_args, Singleton.get_state())
 
     def launch(self, number: int, overrides: Sequence[str]) -> JobReturn:

@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -67,7 +68,7 @@ def open_study(url: str, name: str, direction: str, **kwargs) -> optuna.Study:
     """The study ``name`` in ``url``, made if new; an existing one must optimise in the same direction."""
     if direction not in ("minimize", "maximize"):
         raise ConvlensError(f"hydra.sweeper.direction={direction} is not a direction; use maximize or minimize")
-    study = optuna.create_study(study_name=name, storage=open_storage(url), direction=direction,
+    study = optuna.create_study(study_name=name, storage=open_storage(url), direction=StudyDirection[direction.upper()],
                                 load_if_exists=True, **kwargs)
     if study.direction.name.lower() != direction:
         raise ConvlensError(f"the study {name} in {url} already exists and {study.direction.name.lower()}s, but "

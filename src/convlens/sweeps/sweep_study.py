@@ -38,6 +38,8 @@ def multirun_config(sweep_dir: Path) -> DictConfig | None:
     if not path.is_file():
         return None
     cfg = OmegaConf.load(path)
+    if not isinstance(cfg, DictConfig):
+        raise ConvlensError(f"{path} is not a sweep's config (it holds a list); pass a sweep dir Hydra wrote")
     with open_dict(cfg):
         cfg.hydra.sweep.dir = str(Path(sweep_dir).resolve())
     return cfg
@@ -53,7 +55,7 @@ def grid_jobs(cfg: DictConfig) -> list[list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     params = [f"{key}={value}" for key, value in (OmegaConf.select(cfg, "hydra.sweeper.params") or {}).items()]
-    arguments = [*params, *OmegaConf.to_container(cfg.hydra.overrides.task)]
+    arguments = [*params, *(str(item) for item in cfg.hydra.overrides.task)]
     return BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)[0]
 
 

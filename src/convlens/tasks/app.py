@@ -44,7 +44,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read by gradio: no telemetry
 try:
     import gradio as gr
 except ImportError:
-    gr = None
+    gr = None  # type: ignore[assignment]  # the app's extra is missing: make app says which pip command adds it
 
 SIDES = ("a", "b")  # the checkpoint columns: the one looked inside, and the one it is compared with
 PER_SIDE = ("status", "prediction", "feature_maps_conv1", "feature_maps_conv2")  # what each new input redraws
@@ -302,7 +302,7 @@ def page(look: LiveLook, cfg: DictConfig) -> Any:
                 seen_input = picture(f"as the network sees it ({cfg.preprocess.size}x{cfg.preprocess.size})",
                                      "input")
                 message = gr.HTML(label="input", elem_id="message")
-            columns = {}
+            columns: dict[str, dict[str, Any]] = {}
             for side, first_path in zip(SIDES, first_paths):
                 with gr.Column(scale=2, min_width=app.checkpoint_column_px):
                     columns[side] = {
@@ -322,7 +322,7 @@ def page(look: LiveLook, cfg: DictConfig) -> Any:
                         })
         ckpts = [columns[side]["ckpt"] for side in SIDES]
         looked = [digit, seen_input, message, *[columns[side][key] for side in SIDES for key in PER_SIDE]]
-        fast = {"show_progress": "hidden", "trigger_mode": "always_last", "concurrency_limit": None, "queue": False}
+        fast: dict[str, Any] = {"show_progress": "hidden", "trigger_mode": "always_last", "concurrency_limit": None, "queue": False}
         drawing.change(look.look_at_drawing, [drawing, *ckpts], looked, api_name="look_at_drawing", **fast)
         upload.upload(look.look_at_upload, [upload, *ckpts], looked, api_name="look_at_upload", **fast)
         index.change(look.look_at_test_image, [index, *ckpts], looked, api_name="look_at_test_image", **fast)

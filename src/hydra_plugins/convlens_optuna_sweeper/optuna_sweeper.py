@@ -33,13 +33,14 @@ class ConvlensOptunaSweeper(Sweeper):
         from convlens.sweeps.search import SearchSettings, run_search
         from convlens.sweeps.slots import Slots
 
-        assert self.config is not None
+        config, launcher, hydra_context = self.config, self.launcher, self.hydra_context
+        assert config is not None and launcher is not None and hydra_context is not None  # setup() ran first
         settings = SearchSettings(**self.settings)
 
         def slots_of(n_jobs: int) -> Slots:
-            return Slots(self.launcher, n_jobs, self.hydra_context, self.config, self.task_function)
+            return Slots(launcher, n_jobs, hydra_context, config, self.task_function)
 
-        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir = Path(config.hydra.sweep.dir)
         with replaced_atomically(sweep_dir / "multirun.yaml") as path:  # as Hydra's basic sweeper writes it
-            OmegaConf.save(self.config, path)
+            OmegaConf.save(config, path)
         run_search(settings, slots_of, arguments, sweep_dir)
