@@ -4,11 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup data train test test-fast benchmark app dashboard clean-logs
+.PHONY: setup data train test test-fast lint format benchmark app dashboard clean-logs
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,sweep,app]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,sweep,app,lint]'
 	touch $@
 
 setup: $(INSTALLED)
@@ -26,6 +26,17 @@ test: data
 
 test-fast: data
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# ruff (lint and format) and mypy, configured in pyproject.toml; CI runs this before the tests.
+lint: setup
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
+	$(VENV)/bin/mypy
+
+# Let ruff sort the imports, apply its safe fixes and format the code.
+format: setup
+	$(VENV)/bin/ruff check --fix
+	$(VENV)/bin/ruff format
 
 # Time src/train.py against the tutorial's loop: make benchmark ARGS="--epochs 3 --runs 3"
 benchmark: data
