@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,sweep,app]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,sweep,app,export,mlflow,wandb]'
 	touch $@
 
 setup: $(INSTALLED)

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from convlens.export.formats import FORMATS
+
 LIGHTNING_PRECISIONS = ("64-true", "64", 64, "32-true", "32", 32, "16-true", "16-mixed", "16", 16,
                         "bf16-true", "bf16-mixed", "bf16", "transformer-engine", "transformer-engine-float16")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
@@ -162,6 +164,9 @@ RULES: dict[str, Rule] = {
     "batch_size": integer(1, example=256),
     "index": integer(0, 9999, example=100),
     "out_dir": path("pictures"),
+    "format": choice(*FORMATS),
+    "check_images": integer(1, example=1000),
+    "tolerance": number(0, low_open=True, example=1e-5),
     # conf/paths
     "paths.root_dir": path("."),
     "paths.data_dir": path("data"),
