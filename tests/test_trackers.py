@@ -1,6 +1,5 @@
 """logger=mlflow, wandb and many: a tiny real run, read back from what each tracker stored."""
 
-import json
 import sys
 
 import pytest
@@ -8,6 +7,7 @@ from pytorch_lightning.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger
 
 from convlens.cli.entry import convlens_error_in
 from convlens.tasks.train import instantiate_group, train
+from wandb_records import run_summary
 
 TINY = ["callbacks.rich_progress_bar=null", "threads=1", "trainer.max_epochs=1", "trainer.limit_train_batches=8",
         "trainer.val_check_interval=4", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
@@ -30,6 +30,7 @@ def test_mlflow_store_holds_params_every_validation_pictures_and_best_checkpoint
     best = client.get_metric_history(run.info.run_id, "val/acc_best")
     assert best[-1].value == pytest.approx(metrics["val/acc_best"])
     assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
+    assert run.data.metrics["wall_seconds"] == pytest.approx(metrics["wall_seconds"])
     assert run.data.tags["best_ckpt"] == metrics["best_ckpt"]
     pictures = {artifact.path for artifact in client.list_artifacts(run.info.run_id, "pictures")}
     assert {"pictures/kernels_conv1.png", "pictures/feature_maps_conv2.png", "pictures/error_curves.png"} <= pictures
@@ -39,9 +40,11 @@ def test_mlflow_store_holds_params_every_validation_pictures_and_best_checkpoint
 def test_wandb_offline_run_folder_holds_the_summary(train_config, tmp_path):
     metrics = train(train_config(*TINY, "logger=wandb", "run_name=offline"))
     (run_folder,) = (tmp_path / "wandb").glob("offline-run-*")  # what wandb sync uploads later
-    summary = json.loads((run_folder / "files" / "wandb-summary.json").read_text())
+    summary = run_summary(run_folder)
     assert summary["val/acc_best"] == pytest.approx(metrics["val/acc_best"])
     assert summary["best_ckpt"] == metrics["best_ckpt"]
+    assert summary["pictures/kernels_conv1/_type"] == "images/separated"
+    assert len(list((run_folder / "files" / "media" / "images" / "pictures").glob("*.png"))) == 6
 
 
 def test_many_writes_tensorboard_csv_and_mlflow(train_config, tmp_path):

@@ -2,7 +2,7 @@
 
 TensorBoard takes pictures at every validation and an HParams entry at the end (``pictures.callback``,
 ``sweeps.hparams_summary``). MLflow and W&B get what they are made for instead: the end-of-fit pictures as files
-(MLflow artifacts, W&B images), the run's settings as parameters, its final metrics, and the best checkpoint's
+(MLflow artifacts, W&B images), the run's settings as parameters, its timings, and the best checkpoint's
 path. Any other logger (TensorBoard, CSV) is left as it is.
 """
 
@@ -18,7 +18,7 @@ from pytorch_lightning.loggers import Logger, MLFlowLogger, WandbLogger
 
 from convlens.sweeps.hparams_summary import hyperparameters
 
-FINAL_METRICS = ("test/acc", "test/err", "wall_seconds")  # metrics.json's, logged once the run has them
+RUN_METRICS = ("wall_seconds", "seconds_per_epoch")  # metrics.json's figures that Lightning does not log
 
 
 def trackers(trainer: Trainer) -> list[Logger]:
@@ -47,10 +47,10 @@ def summary_lines(trainer: Trainer, run_dir: Path) -> list[str]:
 
 
 def log_run_end(trainer: Trainer, cfg: DictConfig, model: LightningModule, metrics: Mapping[str, Any]) -> None:
-    """The settings Lightning did not log (it logs the model's hyperparameters at the start), the final metrics
-    and the best checkpoint's path; then a W&B run is finished, so the next job of a sweep starts its own."""
+    """The settings Lightning did not log (it logs the model's hyperparameters at the start), the run's
+    timings and the best checkpoint's path; then a W&B run is finished, so the next job of a sweep starts its own."""
     settings = {key: value for key, value in hyperparameters(cfg, model).items() if key not in model.hparams}
-    final = {key: metrics[key] for key in FINAL_METRICS if metrics.get(key) is not None}
+    final = {key: metrics[key] for key in RUN_METRICS if metrics.get(key) is not None}
     for logger in trackers(trainer):
         logger.log_hyperparams(settings)
         logger.log_metrics(final, step=trainer.global_step)
