@@ -36,7 +36,7 @@ def input_shape(model: ConvNetClassifier) -> tuple[int, int, int]:
     return int(net.get("in_channels", 1)), size, size
 
 
-def test_images(cfg: DictConfig, model: ConvNetClassifier) -> torch.Tensor:
+def checking_images(cfg: DictConfig, model: ConvNetClassifier) -> torch.Tensor:
     """The first ``check_images`` images of the data's test split, (N, C, H, W) in [0, 1] as training saw them."""
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -44,8 +44,8 @@ def test_images(cfg: DictConfig, model: ConvNetClassifier) -> torch.Tensor:
     indices = list(datamodule.test_indices)[:int(cfg.check_images)]
     images = torch.stack([datamodule.test_set[index][0] for index in indices]).cpu()
     if tuple(images.shape[1:]) != input_shape(model):
-        raise ConvlensError(f"the checkpoint takes images of shape {input_shape(model)} but data={cfg.data._target_} "
-                            f"gives {tuple(images.shape[1:])}; export a folder-trained checkpoint with "
+        raise ConvlensError(f"the checkpoint takes images of shape {input_shape(model)} but the data's test images "
+                            f"are {tuple(images.shape[1:])}; export a folder-trained checkpoint with "
                             "data=imagefolder data.root=<the folder it was trained on>")
     return images
 
@@ -85,7 +85,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     chosen = chosen_format(cfg.format)  # a missing extra is refused before anything slow
     ckpt_path = resolve_checkpoint(cfg.ckpt_path, training_runs(cfg))
     model = load_classifier(ckpt_path).eval()
-    images = test_images(cfg, model)
+    images = checking_images(cfg, model)
     with torch.no_grad():
         expected = model(images)
     tolerance = float(cfg.tolerance)
