@@ -4,11 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup data train test test-fast lint format benchmark app dashboard clean-logs
+.PHONY: setup data train test test-fast lint format benchmark app dashboard mlflow clean-logs
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,sweep,app,lint]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,sweep,app,export,mlflow,wandb,lint]'
 	touch $@
 
 setup: $(INSTALLED)
@@ -49,6 +49,10 @@ app: data
 # Watch the newest search's study at http://127.0.0.1:8080, or another: make dashboard ARGS="<sweep dir or storage URL>"
 dashboard: setup
 	$(PY) scripts/dashboard.py $(ARGS)
+
+# The MLflow UI on http://127.0.0.1:5000 over the runs of logger=mlflow (or many): make mlflow ARGS="--port 5001"
+mlflow: setup
+	$(PY) -m mlflow ui --backend-store-uri sqlite:///logs/mlflow/mlflow.db --host 127.0.0.1 --port 5000 $(ARGS)
 
 clean-logs:
 	rm -rf logs

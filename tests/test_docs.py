@@ -120,6 +120,8 @@ def skip_reason(tokens: list[str]) -> str | None:
         return "the app is a server that runs until it is stopped (its own tests start and query it)"
     if program == "make" and tokens[1] == "dashboard" or any(token.endswith("dashboard.py") for token in tokens):
         return "a server that runs until it is stopped (tests/test_dashboard.py drives one in Chromium)"
+    if program == "make" and tokens[1] == "mlflow":
+        return "the MLflow UI is a server that runs until it is stopped (tests/test_trackers.py reads its store)"
     if program == "tensorboard":
         return "a server that runs until it is stopped (tests/test_looking_inside.py queries one)"
     if "--cfg" in tokens:

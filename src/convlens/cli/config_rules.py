@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from convlens.export.formats import FORMATS
+
 LIGHTNING_PRECISIONS = ("64-true", "64", 64, "32-true", "32", 32, "16-true", "16-mixed", "16", 16,
                         "bf16-true", "bf16-mixed", "bf16", "transformer-engine", "transformer-engine-float16")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
@@ -147,6 +149,7 @@ LIMIT = custom((int, float), "a number of batches (integer >= 0), a fraction in 
 RULES: dict[str, Rule] = {
     # conf/train.yaml, eval.yaml, predict.yaml, visualize.yaml
     "task_name": text("train"),
+    "run_name": text("bigger-lr", null=True, what="a name of letters, digits and _ . + -"),
     "seed": integer(0, 2**32 - 1, example=12345, null=True),
     "threads": integer(1, example=1, null=True),
     "ckpt_path": CHECKPOINT,
@@ -162,6 +165,9 @@ RULES: dict[str, Rule] = {
     "batch_size": integer(1, example=256),
     "index": integer(0, 9999, example=100),
     "out_dir": path("pictures"),
+    "format": choice(*FORMATS),
+    "check_images": integer(1, example=1000),
+    "tolerance": number(0, low_open=True, example=1e-5),
     # conf/paths
     "paths.root_dir": path("."),
     "paths.data_dir": path("data"),
@@ -295,6 +301,16 @@ RULES: dict[str, Rule] = {
     "logger.csv.name": text("csv", what="a folder name"),
     "logger.csv.version": custom((str, int), "a folder name, a number or null", '""', lambda value: True, (),
                                  null=True),
+    "logger.mlflow.experiment_name": text("convlens", what="an experiment name"),
+    "logger.mlflow.run_name": text("bigger-lr", null=True, what="a run name"),
+    "logger.mlflow.tracking_uri": text("sqlite:///logs/mlflow/mlflow.db", what="an MLflow tracking URI"),
+    "logger.mlflow.artifact_location": path("logs/mlflow/artifacts", null=True),
+    "logger.mlflow.log_model": flag(False),
+    "logger.wandb.project": text("convlens", what="a W&B project name"),
+    "logger.wandb.name": text("bigger-lr", null=True, what="a run name"),
+    "logger.wandb.save_dir": path("<run dir>"),
+    "logger.wandb.offline": flag(),
+    "logger.wandb.log_model": flag(False),
     # conf/picture
     "picture.tile_px": integer(1, example=80),
     "picture.separator_px": integer(0, example=2),

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationKeyError
+from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, InterpolationKeyError,
+                              InterpolationResolutionError)
 from rich.markup import escape
 
 from convlens.cli.library_notices import quiet_library_notices
@@ -167,6 +168,12 @@ def run_hydra(main: Callable[[], Any]) -> None:
         if not showing_config or os.environ.get(USER_FULL_ERROR) == "1":
             raise
         print_error(shown_config_error(error))
+        sys.exit(1)
+    except InterpolationResolutionError as error:  # e.g. run_name=a/b, read by Hydra for the run folder's name
+        wrapped = convlens_error_in(error)
+        if wrapped is None or os.environ.get(USER_FULL_ERROR) == "1":
+            raise
+        print_error(str(wrapped))
         sys.exit(1)
     except (KeyboardInterrupt, SystemExit) as stop:
         report_a_stopped_sweep(stop)

@@ -5,7 +5,7 @@ fixed probe images from the test set, the probes themselves and histograms of th
 so the Images tab's step slider replays how they evolve. It keeps the train/validation error of every
 check (read from what the LightningModule logged, which TensorBoard already has as ``train/err`` and
 ``val/err``), and at the end of fit draws the error curves and saves every picture as a PNG in the run
-directory, with or without a TensorBoard logger. When training images are augmented (``conf/augment``), it
+directory, with or without a TensorBoard logger, and gives them to MLflow or W&B if the run logs there. When training images are augmented (``conf/augment``), it
 logs once, as training starts, the first training images before and after a random augmentation.
 
 It only reads the model, under ``torch.no_grad``, and draws no random numbers from torch's generators (the
@@ -27,6 +27,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from convlens.errors import ConvlensError
 from convlens.pictures import draw
 from convlens.pictures.draw import PictureStyle
+from convlens.trackers.records import log_pictures
 
 CONVS = ("conv1", "conv2")
 
@@ -98,8 +99,9 @@ class ConvNetPictures(Callback):
         if writer is not None:
             writer.add_image("error_curves", curves, global_step=trainer.global_step)
         run_dir = Path(trainer.default_root_dir)
-        for name, picture in {**drawn, "error_curves": curves}.items():
-            draw.save_png(picture, run_dir / f"{name.replace('/', '_')}.png")
+        saved = {name.replace("/", "_"): draw.save_png(picture, run_dir / f"{name.replace('/', '_')}.png")
+                 for name, picture in {**drawn, "error_curves": curves}.items()}
+        log_pictures(trainer, saved)  # MLflow's artifacts, W&B's images
 
     def log_pictures(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, torch.Tensor]:
         """Log every picture of the model as it is now, unless this step already has them."""

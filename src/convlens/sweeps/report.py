@@ -119,6 +119,7 @@ class SweepReport:
     importances: dict[str, float] | None = None  # parameter → importance (Optuna's default evaluator), summing to 1
     importance_note: str = ""  # why there are no importances
     trials_not_started: int = 0  # a search's n_trials not yet asked for
+    title: str = "Sweep report"  # report.md's heading, before the folder it describes
 
     @property
     def n_jobs(self) -> int:
@@ -149,12 +150,16 @@ def split_override(item: str) -> tuple[str, str]:
     return key.lstrip("+~"), value
 
 
-def read_job(sweep_dir: Path, job_dir: Path) -> Job:
+def read_results(job_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A job's ``metrics.json`` and ``error.txt``, each None where the job did not write it."""
     metrics_file, error_file = job_dir / "metrics.json", job_dir / ERROR_FILE
-    return Job(name=str(job_dir.relative_to(sweep_dir)), path=job_dir,
-               overrides=[str(item) for item in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")],
-               metrics=json.loads(metrics_file.read_text()) if metrics_file.is_file() else None,
-               error=error_file.read_text().strip() if error_file.is_file() else None)
+    return (json.loads(metrics_file.read_text()) if metrics_file.is_file() else None,
+            error_file.read_text().strip() if error_file.is_file() else None)
+
+
+def read_job(sweep_dir: Path, job_dir: Path) -> Job:
+    return Job(str(job_dir.relative_to(sweep_dir)), job_dir,
+               [str(item) for item in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")], *read_results(job_dir))
 
 
 def find_jobs(sweep_dir: Path) -> list[Job]:
@@ -238,6 +243,16 @@ def group_rows(jobs: list[Job], swept: list[str], metric: str, mode: str) -> lis
     return list(rows.values())
 
 
+def check_metric_and_mode(jobs: list[Job], metric: str, mode: str) -> None:
+    if mode not in ("max", "min"):
+        raise ConvlensError(f"mode={mode} is neither max nor min; use max for accuracies, min for errors and losses")
+    measured = sorted({key for job in jobs if job.metrics for key, value in job.metrics.items()
+                       if isinstance(value, (int, float)) and not isinstance(value, bool)})
+    if measured and metric not in measured:
+        raise ConvlensError(f"--metric {metric} is in no job's metrics.json; the metrics there are "
+                            f"{', '.join(measured)}")
+
+
 def build_report(sweep_dir: Path, metric: str = "val/acc_best", mode: str | None = None, *,
                  interrupted: bool = False, config: DictConfig | None = None) -> SweepReport:
     """The report of ``sweep_dir``. ``mode`` None: the study's direction for a search, else max.
@@ -257,16 +272,10 @@ def build_report(sweep_dir: Path, metric: str = "val/acc_best", mode: str | None
                             "such as logs/train/multiruns/<date>_<time>_<pid>")
     if mode is None:
         mode = "min" if study is not None and study.direction == optuna.study.StudyDirection.MINIMIZE else "max"
-    if mode not in ("max", "min"):
-        raise ConvlensError(f"mode={mode} is neither max nor min; use max for accuracies, min for errors and losses")
     for job in jobs:
         job.interrupted = interrupted
     jobs.sort(key=job_order)
-    measured = sorted({key for job in jobs if job.metrics for key, value in job.metrics.items()
-                       if isinstance(value, (int, float)) and not isinstance(value, bool)})
-    if measured and metric not in measured:
-        raise ConvlensError(f"--metric {metric} is in no job's metrics.json; the metrics there are "
-                            f"{', '.join(measured)}")
+    check_metric_and_mode(jobs, metric, mode)
     swept, common = swept_and_common(jobs)
     report = SweepReport(sweep_dir, metric, mode, jobs, swept, common, group_rows(jobs, swept, metric, mode), study,
                          None if location is None else location.storage)
@@ -378,7 +387,7 @@ def importance_lines(report: SweepReport) -> list[str]:
 
 def write_markdown(report: SweepReport, path: Path) -> None:
     head = columns(report)
-    lines = [f"# Sweep report: {report.sweep_dir}", "",
+    lines = [f"# {report.title}: {report.sweep_dir}", "",
              f"{report.n_jobs} jobs: {report.counts()}. Best ({report.mode} of mean `{report.metric}` over "
              "completed jobs) is marked ★. Jobs that differ only by seed are one row: mean ± std (n−1) of its n "
              "completed jobs.", ""]

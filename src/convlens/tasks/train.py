@@ -28,6 +28,7 @@ from convlens.faults.spawned_processes import EndProcessGroup
 from convlens.sweeps.hparams_summary import log_hparams_with_metrics
 from convlens.sweeps.multirun import check_strategy_for_multirun
 from convlens.sweeps.trial_pruning import run_outcome, search_callbacks
+from convlens.trackers.records import log_run_end, summary_lines
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -139,6 +140,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     epochs, steps = fit_progress(trainer)
     metrics.update(run_outcome(trainer))  # status, pruned_at_step (and a search job's trial_number)
     metrics.update({
+        "run_name": cfg.get("run_name"),
         "epochs": epochs,
         "steps": steps,
         "fit_seconds": round(fit_seconds, 3),
@@ -152,6 +154,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:  # under trainer=ddp every process runs this function; one writes the results
         write_metrics(output_dir, metrics)
         print_summary(metrics, output_dir, any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers))
+        for line in summary_lines(trainer, output_dir):
+            say(escape(line), soft_wrap=True, highlight=False)
+        log_run_end(trainer, cfg, model, metrics)  # MLflow and W&B: settings, final metrics, the best checkpoint
     return metrics
 
 

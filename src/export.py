@@ -1,0 +1,19 @@
+"""Export a checkpoint for use outside convlens: python src/export.py ckpt_path=<ckpt | last> format=onnx|torch_export"""
+
+import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
+import hydra
+from omegaconf import DictConfig
+
+from convlens.cli.entry import CONFIG_DIR, report_errors, run_hydra, set_project_root
+from convlens.tasks.export import export
+
+set_project_root()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
+def main(cfg: DictConfig) -> None:
+    report_errors(lambda: export(cfg))
+
+
+if __name__ == "__main__":
+    run_hydra(main)
