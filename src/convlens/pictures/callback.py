@@ -103,7 +103,7 @@ class ConvNetPictures(Callback):
                  for name, picture in {**drawn, "error_curves": curves}.items()}
         log_pictures(trainer, saved)  # MLflow's artifacts, W&B's images
 
-    def log_pictures(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, torch.Tensor]:
+    def log_pictures(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Log every picture of the model as it is now, unless this step already has them."""
         writer = tensorboard_writer(trainer)
         step = trainer.global_step
@@ -118,11 +118,12 @@ class ConvNetPictures(Callback):
 
     @torch.no_grad()
     def draw(self, pl_module: LightningModule, style: PictureStyle) -> dict[str, torch.Tensor]:
-        net = pl_module.net
+        net, probes = pl_module.net, self.probes
+        assert probes is not None  # setup() fetched them
         was_training = net.training
         net.eval()
         try:
-            conv1_maps, conv2_maps = net.features(self.probes.to(pl_module.device))
+            conv1_maps, conv2_maps = net.features(probes.to(pl_module.device))
         finally:
             net.train(was_training)
         return {
@@ -130,7 +131,7 @@ class ConvNetPictures(Callback):
             "kernels/conv2": draw.conv2_kernels(net.conv2.weight, style),
             "feature_maps/conv1": draw.feature_maps(conv1_maps, style),
             "feature_maps/conv2": draw.feature_maps(conv2_maps, style),
-            "probe/image": draw.input_images(self.probes, style),
+            "probe/image": draw.input_images(probes, style),
         }
 
     def state_dict(self) -> dict[str, Any]:

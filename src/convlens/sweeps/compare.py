@@ -33,6 +33,7 @@ def flat_settings(node: Any, prefix: str = "") -> list[str]:
 
 def read_run(run_dir: Path) -> Job:
     config = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False)
+    assert isinstance(config, dict)  # Hydra saves a run's config as a mapping
     return Job(str(config.get("run_name") or run_dir.name), run_dir, flat_settings(config), *read_results(run_dir))
 
 

@@ -94,7 +94,7 @@ class Job:
 class Row:
     """One setting: the jobs that share every swept override except the seed."""
 
-    setting: dict[str, str]
+    setting: dict[str, str | None]
     jobs: list[Job]
     stats: dict[str, tuple[float, float | None]] = field(default_factory=dict)  # metric → (mean, std or None)
     best: bool = False
@@ -437,10 +437,11 @@ def plot_metric(ax: Any, report: SweepReport, key: str) -> None:
     measured = [job for job in report.jobs if job.metrics and job.metrics.get(report.metric) is not None]
     best = report.best.jobs if report.best else []
     raw = [job.name if key == "job" else job.value(key) for job in measured]
-    y = [100 * job.metrics[report.metric] if percent(report.metric) else job.metrics[report.metric]
-         for job in measured]
-    numbers = [as_number(value) for value in raw]
-    if numbers and all(number is not None for number in numbers):
+    values = [(job.metrics or {})[report.metric] for job in measured]
+    y = [100 * value if percent(report.metric) else value for value in values]
+    numbers = [number for number in map(as_number, raw) if number is not None]
+    x: list[float]
+    if numbers and len(numbers) == len(raw):
         x = numbers
         if min(numbers) > 0 and max(numbers) / min(numbers) > 10:
             ax.set_xscale("log")
@@ -476,7 +477,7 @@ def write_plot(report: SweepReport, path: Path) -> None:
     job's state."""
     keys = report.swept or ["job"]
     figure = Figure(figsize=(max(3.6 * len(keys), 6), 5.2))
-    top, bottom = figure.subfigures(2, 1, height_ratios=(3.2, 2.0))
+    top, bottom = figure.subfigures(2, 1, height_ratios=(3.2, 2.0), squeeze=False)[:, 0]
     axes = top.subplots(1, len(keys), squeeze=False, sharey=True)
     for ax, key in zip(axes[0], keys):
         plot_metric(ax, report, key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import optuna
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -45,7 +46,7 @@ def multirun_config(sweep_dir: Path) -> DictConfig | None:
     return cfg
 
 
-def is_grid(cfg: DictConfig | None) -> bool:
+def is_grid(cfg: DictConfig | None) -> TypeGuard[DictConfig]:
     return cfg is not None and OmegaConf.select(cfg, "hydra.sweeper._target_", default=None) == BASIC_SWEEPER
 
 

@@ -145,7 +145,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "steps": steps,
         "fit_seconds": round(fit_seconds, 3),
         "train_loop_seconds": None if loop_seconds is None else round(loop_seconds, 3),
-        "seconds_per_epoch": None if None in (epochs, loop_seconds) else round(loop_seconds / max(epochs, 1), 3),
+        "seconds_per_epoch": (None if epochs is None or loop_seconds is None
+                              else round(loop_seconds / max(epochs, 1), 3)),
         "wall_seconds": round(time.perf_counter() - started, 3),
         "torch_threads": torch.get_num_threads(),
     })
@@ -171,7 +172,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule: LightningDataModule = instantiate(cfg.data)
     trainer = build_trainer(cfg, callbacks=[], loggers=[])
     trainer.test(model, datamodule=datamodule, verbose=False)
-    metrics = {key: scalar(trainer.callback_metrics, key) for key in ("test/acc", "test/err")}
+    metrics: dict[str, Any] = {key: scalar(trainer.callback_metrics, key) for key in ("test/acc", "test/err")}
     metrics.update({"ckpt_path": str(ckpt_path), "wall_seconds": round(time.perf_counter() - started, 3)})
     output_dir = Path(cfg.paths.output_dir)
     write_metrics(output_dir, metrics)
