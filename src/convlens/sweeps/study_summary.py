@@ -61,12 +61,13 @@ def search_config(sweep_dir: Path) -> dict[str, Any]:
     }
 
 
-def summarise(study: optuna.Study, sweep_dir: Path) -> dict[str, Any]:
+def summarise(study: optuna.Study, sweep_dir: Path, cpu_seconds: float | None = None) -> dict[str, Any]:
+    """``cpu_seconds``: the search command's own CPU time (user + sys of it and its workers), when it was measured;
+    the trials' durations alone overstate it whenever other work shared the cores."""
     trials = study.get_trials(deepcopy=False)
     if not any(trial.state == TrialState.COMPLETE for trial in trials):
         raise ConvlensError(f"the search in {sweep_dir} has no completed trial yet; summarise it when one has")
     config = search_config(sweep_dir)
-    threads = config.get("threads_per_trial") or 1
     trial_hours = sum(trial_seconds(trial) for trial in trials) / SECONDS_PER_HOUR
     started = [trial.datetime_start for trial in trials if trial.datetime_start]
     ended = [trial.datetime_complete for trial in trials if trial.datetime_complete]
@@ -79,7 +80,8 @@ def summarise(study: optuna.Study, sweep_dir: Path) -> dict[str, Any]:
         "trials": dict(sorted(Counter(trial.state.name.lower() for trial in trials).items())),
         "steps_per_trial": how_far(trials),
         "hours": {"wall": round((max(ended) - min(started)).total_seconds() / SECONDS_PER_HOUR, 2),
-                  "trials": round(trial_hours, 2), "cpu": round(trial_hours * threads, 2)},
+                  "trials": round(trial_hours, 2),
+                  "cpu": None if cpu_seconds is None else round(cpu_seconds / SECONDS_PER_HOUR, 2)},
         "started": min(started).isoformat(timespec="seconds"),
         "ended": max(ended).isoformat(timespec="seconds"),
         "best": {"trial": best.number, "value": best.value, "steps": last_step(best), "params": best.params},
@@ -88,9 +90,9 @@ def summarise(study: optuna.Study, sweep_dir: Path) -> dict[str, Any]:
     }
 
 
-def summarise_search(sweep_dir: Path) -> dict[str, Any]:
+def summarise_search(sweep_dir: Path, cpu_seconds: float | None = None) -> dict[str, Any]:
     location = study_location(sweep_dir)
     if location is None:
         raise ConvlensError(f"{sweep_dir} holds no search (no optuna.db, no hydra.sweeper.storage in its "
                             "multirun.yaml); pass the sweep dir of a hparams_search run")
-    return summarise(load_study(location), sweep_dir)
+    return summarise(load_study(location), sweep_dir, cpu_seconds)
