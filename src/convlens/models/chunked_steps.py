@@ -29,15 +29,6 @@ if TYPE_CHECKING:
 AUTO = "auto"
 
 
-def steps_after_limit(steps_per_epoch: int, limit: int | float | None) -> int:
-    """Lightning's reading of ``limit_train_batches`` (a count or a fraction), in optimizer steps."""
-    if limit is None:
-        return steps_per_epoch
-    if isinstance(limit, float):
-        return int(steps_per_epoch * limit)
-    return min(steps_per_epoch, limit)
-
-
 @dataclass(frozen=True)
 class ChunkPlan:
     """How one epoch of ``steps_per_epoch`` optimizer steps is cut into calls of ``steps_per_call`` steps."""
@@ -47,8 +38,8 @@ class ChunkPlan:
     val_every_steps: int
 
     @classmethod
-    def for_trainer(cls, trainer: Trainer, full_steps_per_epoch: int, steps_per_call: int | str) -> ChunkPlan:
-        steps = steps_after_limit(full_steps_per_epoch, trainer.limit_train_batches)
+    def for_trainer(cls, trainer: Trainer, steps: int, steps_per_call: int | str) -> ChunkPlan:
+        """``steps``: the epoch's optimizer steps, cut by ``trainer.limit_train_batches``."""
         if trainer.fast_dev_run:  # Lightning already counts its few batches; one step each keeps them steps
             return cls(1, steps, 1)
         interval = trainer.val_check_interval
@@ -111,7 +102,8 @@ class StepChunks(Callback):
             raise ConvlensError(
                 f"trainer.precision={trainer.precision} unscales gradients in Lightning's per-step optimizer step, "
                 "which several steps per call leave out; use trainer.precision=bf16-mixed, or model.steps_per_call=1")
-        plan = ChunkPlan.for_trainer(trainer, datamodule.train_steps_per_epoch(), self.steps_per_call)
+        steps = datamodule.train_steps_per_epoch(trainer.limit_train_batches)
+        plan = ChunkPlan.for_trainer(trainer, steps, self.steps_per_call)
         trainer.limit_train_batches = plan.calls_per_epoch
         trainer.val_check_interval = plan.val_every_steps // plan.steps_per_call
         datamodule.steps_per_call = plan.steps_per_call
