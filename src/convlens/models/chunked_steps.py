@@ -21,6 +21,8 @@ from pytorch_lightning.core.optimizer import LightningOptimizer
 from pytorch_lightning.utilities import rank_zero_warn
 
 from convlens.errors import ConvlensError
+from convlens.lightning_internals import (add_logging_steps, after_optimizer_step, before_optimizer_step,
+                                          every_n_train_steps, skip_next_validation)
 from convlens.models.cuda_graph_step import GraphedStep
 
 if TYPE_CHECKING:
@@ -75,9 +77,9 @@ class ChunkPlan:
 
 
 def checkpoint_intervals(trainer: Trainer) -> list[int]:
-    """``every_n_train_steps`` of each step-checkpointing ``ModelCheckpoint`` (kept private by Lightning)."""
-    return [callback._every_n_train_steps for callback in trainer.checkpoint_callbacks
-            if getattr(callback, "_every_n_train_steps", 0) > 0]
+    """``every_n_train_steps`` of each step-checkpointing ``ModelCheckpoint``."""
+    return [every_n_train_steps(callback) for callback in trainer.checkpoint_callbacks
+            if every_n_train_steps(callback) > 0]
 
 
 class StepChunks(Callback):
@@ -137,10 +139,10 @@ def train_chunk(module: ConvNetClassifier, batches: list[tuple[torch.Tensor, tor
     chunk_losses = torch.stack(losses)
     module.log_step_losses(first_step, chunk_losses)
     # Lightning adds one step for the call after it returns; the TensorBoard axis counts every step in it.
-    trainer.fit_loop.epoch_loop._batches_that_stepped += count - 1
+    add_logging_steps(trainer, count - 1)
     if not plan.validates_after(batch_idx):
         # A short last call ending off the interval: with one step per call no validation would follow it.
-        trainer.fit_loop.epoch_loop._skip_next_val = True
+        skip_next_validation(trainer)
     if batch_idx + 1 == trainer.num_training_batches:
         step_schedulers(module, "epoch", trainer.current_epoch + 1)
     return {"loss": chunk_losses.mean(), "step_losses": chunk_losses}
@@ -156,7 +158,7 @@ def one_step(module: ConvNetClassifier, optimizer: LightningOptimizer, x: torch.
     exactly that. The batch is augmented here, step by step, so that random numbers are drawn in the order of one
     step per call: this step's augmentation, then its dropout.
     """
-    optimizer._on_before_step()
+    before_optimizer_step(optimizer)
     x = module.augmented(x)
     graphed = module.graphed_step
     if graphed is None and module.graphs_run_here:
@@ -168,7 +170,7 @@ def one_step(module: ConvNetClassifier, optimizer: LightningOptimizer, x: torch.
         loss = loss.detach().clone()
     else:
         loss = module.optimizer_step_on(x, y, optimizer.optimizer)
-    optimizer._on_after_step()
+    after_optimizer_step(optimizer)
     return loss
 
 

@@ -10,10 +10,11 @@ from typing import TypeVar
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from pytorch_lightning import Trainer
-from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
 from convlens.cli.entry import convlens_error_in, print_error, report_errors, restore_user_full_error
 from convlens.cli.run_log import join_run_log, log_failure
 from convlens.errors import ConvlensError
+from convlens.lightning_internals import relaunches_the_script
 
 T = TypeVar("T")
 ERROR_FILE = "error.txt"  # a failed job's one-line reason, in its own dir; the sweep report shows it
@@ -54,8 +55,7 @@ def check_strategy_for_multirun(trainer: Trainer) -> None:
     Lightning's subprocess-script launcher is exactly that re-run (``ddp`` and its variants off a cluster);
     ``ddp_spawn`` forks workers inside the job instead, and on SLURM the tasks are started by SLURM (no launcher).
     """
-    launcher = trainer.strategy.launcher
-    if in_multirun() and isinstance(launcher, _SubprocessScriptLauncher) and launcher.num_processes > 1:
+    if in_multirun() and relaunches_the_script(trainer):
         raise ConvlensError(
             f"strategy ddp ({type(trainer.strategy).__name__}) re-launches this script once per device, so under -m "
             "every rank would run its own sweep; set trainer.strategy=ddp_spawn for multi-device sweeps")
