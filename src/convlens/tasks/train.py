@@ -44,7 +44,8 @@ def training_runs(cfg: DictConfig) -> Path:
 
 
 def prepare_process(cfg: DictConfig) -> None:
-    """Thread count and seed: set first, per job, so parallel jobs neither oversubscribe nor share randomness."""
+    """Thread count and seed, set the same way by every task (train, eval, predict, visualize, the app) and again
+    per job, so parallel jobs neither oversubscribe nor share randomness."""
     set_threads(cfg.get("threads"))
     set_float32_precision(cfg.get("float32_matmul_precision", "highest"))
     quiet_inapplicable_warnings(cfg)
