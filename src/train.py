@@ -4,8 +4,7 @@ import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports bel
 import hydra
 from omegaconf import DictConfig
 
-from convlens.cli.entry import CONFIG_DIR, run_hydra, set_project_root
-from convlens.sweeps.multirun import run_job
+from convlens.cli.entry import CONFIG_DIR, report_errors, run_hydra, set_project_root
 from convlens.tasks.train import train
 
 set_project_root()
@@ -13,7 +12,7 @@ set_project_root()
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = run_job(lambda: train(cfg))  # in a multirun a failed job returns None and the sweep goes on
+    metrics = report_errors(lambda: train(cfg))  # in a multirun a failed job returns None and the sweep goes on
     return None if metrics is None else metrics.get(cfg.optimized_metric)
 
 

@@ -18,7 +18,7 @@ from conftest import compose_config
 from convlens.data.step_batches import StepBatches
 from convlens.errors import ConvlensError
 from convlens.models import chunked_steps
-from convlens.models.chunked_steps import ChunkPlan, one_step, steps_after_limit
+from convlens.models.chunked_steps import ChunkPlan, one_step
 from convlens.tasks.train import train
 from cpu_graphs import record_graphed_steps
 
@@ -118,13 +118,6 @@ def test_the_plan_cuts_an_epoch_at_the_validation_interval():
     assert once_an_epoch.calls_per_epoch == 1 and once_an_epoch.validates_after(0)
     halves = ChunkPlan(steps_per_call=20, steps_per_epoch=50, val_every_steps=40)
     assert [halves.validates_after(i) for i in range(3)] == [False, True, False]
-
-
-def test_limits_are_read_as_lightning_reads_them():
-    assert steps_after_limit(938, None) == 938
-    assert steps_after_limit(938, 40) == 40
-    assert steps_after_limit(938, 5000) == 938
-    assert steps_after_limit(938, 0.5) == 469
 
 
 def test_step_batches_cut_a_chunk_into_batches_with_a_short_last_one():

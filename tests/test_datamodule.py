@@ -3,6 +3,7 @@ import torch
 from torch.utils.data import DataLoader, SubsetRandomSampler
 from torchvision import datasets, transforms
 
+from convlens.data.epoch_length import train_steps_per_epoch
 from convlens.data.mnist_datamodule import MNISTDataModule
 from convlens.data.tensor_images import TensorImages, keep_batch
 from convlens.errors import ConvlensError
@@ -72,3 +73,15 @@ def test_val_size_outside_the_test_set_is_refused(val_size, tmp_path):
 def test_val_size_moves_the_boundary(data_dir):
     dm = MNISTDataModule(str(data_dir), val_size=1000)
     assert dm.val_indices == range(0, 1000) and dm.test_indices == range(1000, 10_000)
+
+
+def test_limits_are_read_as_lightning_reads_them():
+    assert train_steps_per_epoch(60_000, 64, limit=None) == 938
+    assert train_steps_per_epoch(60_000, 64, limit=40) == 40
+    assert train_steps_per_epoch(60_000, 64, limit=5000) == 938
+    assert train_steps_per_epoch(60_000, 64, limit=0.5) == 469
+
+
+def test_an_epoch_under_ddp_counts_each_process_s_padded_shard():
+    assert train_steps_per_epoch(60_000, 64, world_size=2) == 938  # 30,000 images each, batches of 32
+    assert train_steps_per_epoch(101, 10, world_size=2) == 11  # 51 each (one padded), batches of 5

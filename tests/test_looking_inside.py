@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from PIL import Image
@@ -18,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import compose_config, run_entry
 from convlens.pictures.callback import ConvNetPictures
 from convlens.errors import ConvlensError
+from convlens.models.classifier import ConvNetClassifier
 from convlens.tasks.train import build_trainer, instantiate_group, prepare_process
 from convlens.tasks.visualize import visualize
 
@@ -219,3 +221,20 @@ def test_visualize_reads_a_users_picture_and_refuses_a_text_file(run, tmp_path):
     assert len(failed.stderr.strip().splitlines()) == 1
     assert f"{notes} is not an image" in failed.stderr
     assert not (tmp_path / "notes").exists()
+
+
+def test_visualize_takes_ckpt_path_last_the_newest_runs_last_checkpoint(tmp_path):
+    runs = tmp_path / "logs" / "train" / "runs"
+    for run, depth in (("2026-01-01_00-00-00_1", [4, 8]), ("2026-01-02_00-00-00_1", [2, 4])):
+        (runs / run / "checkpoints").mkdir(parents=True)
+        model = ConvNetClassifier(net={"depth": depth}, optimizer={"_target_": "torch.optim.SGD", "_partial_": True,
+                                                                   "lr": 0.01})
+        torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                    "pytorch-lightning_version": pl.__version__}, runs / run / "checkpoints" / "last.ckpt")
+    page = Image.new("L", (60, 80), 235)
+    page.paste(0, (25, 10, 35, 70))  # a dark "1" on light paper
+    page.save(tmp_path / "one.png")
+    written = visualize(compose_config("visualize", ["ckpt_path=last", f"image={tmp_path / 'one.png'}",
+                                                     f"paths.log_dir={tmp_path / 'logs'}",
+                                                     f"out_dir={tmp_path / 'pictures'}"], tmp_path))
+    assert Image.open(written["kernels_conv1"]).size == (side(2, 80), side(1, 80) + 24)  # the newest run's 2 kernels

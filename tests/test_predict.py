@@ -3,15 +3,16 @@
 import csv
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
-from conftest import run_entry
+from conftest import compose_config, run_entry
 from convlens.cli.entry import PROJECT_ROOT
 from convlens.errors import ConvlensError
 from convlens.data.own_images import load_digit
 from convlens.models.classifier import ConvNetClassifier
-from convlens.tasks.predict import classify, conversion_for, image_paths
+from convlens.tasks.predict import classify, conversion_for, image_paths, predict
 from convlens.tasks.train import train
 from digit_folders import write_digit_folder
 
@@ -77,3 +78,18 @@ def test_predict_names_the_folder_classes_and_reports_bad_files(data_dir, train_
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "1 of 13 images could not be classified" in result.stderr.strip().splitlines()[-1]
     assert "zero" in result.stdout and "scan.png" in result.stdout
+
+
+def test_ckpt_path_last_classifies_with_the_newest_runs_last_checkpoint(data_dir, tmp_path):
+    runs = tmp_path / "logs" / "train" / "runs"
+    for run, classes in (("2026-01-01_00-00-00_1", ["a", "b"]), ("2026-01-02_00-00-00_1", ["one", "two", "zero"])):
+        (runs / run / "checkpoints").mkdir(parents=True)
+        model = ConvNetClassifier(net={**NET, "num_classes": len(classes)}, optimizer=SGD, class_names=classes)
+        torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                    "pytorch-lightning_version": pl.__version__}, runs / run / "checkpoints" / "last.ckpt")
+    image = sorted(write_digit_folder(data_dir, tmp_path / "digits", per_class=1).rglob("*.png"))[0]
+    cfg = compose_config("predict", ["ckpt_path=last", f"images={image}", f"paths.log_dir={tmp_path / 'logs'}"],
+                         tmp_path / "predict")
+    (tmp_path / "predict").mkdir()
+    [prediction] = predict(cfg)
+    assert sorted(prediction.classes) == ["one", "two", "zero"]  # the newest run's classes, not the older one's

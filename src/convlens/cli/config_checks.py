@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,10 +9,11 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from convlens.cli.config_rules import RULES
+from convlens.data.epoch_length import train_steps_per_epoch
+from convlens.data.mnist_datamodule import MNIST_TRAIN_SIZE
 from convlens.errors import ConvlensError
 
 GPU_ACCELERATORS = {"gpu", "cuda"}
-MNIST_TRAIN_SIZE = 60_000
 
 
 def check_accelerator(trainer: DictConfig) -> None:
@@ -72,38 +72,28 @@ def check_settings(cfg: DictConfig) -> None:
             raise ConvlensError(f"{name}={shown(value)}{origin} must be {rule.expected}; try {name}={rule.example}")
 
 
-def limited(length: int, limit: int | float | None) -> int:
-    """What Lightning will count: the loader's length, cut by ``limit_train_batches`` (batches or a fraction)."""
-    if limit is None:
-        return length
-    if isinstance(limit, int):
-        return min(length, limit)
-    return int(length * limit)
+def check_interval_fits(trainer: Any, images: int, batch_size: int, world_size: int = 1) -> None:
+    """An interval past the end of the epoch would mean no validation at all; Lightning only says so mid-setup.
 
-
-def train_batches_per_epoch(trainer: DictConfig, batch_size: int) -> int:
-    return limited(math.ceil(MNIST_TRAIN_SIZE / batch_size), trainer.get("limit_train_batches"))
-
-
-def check_interval_fits(interval: object, check_val_every_n_epoch: int | None, batches: int, counted: str) -> None:
-    """An interval past the end of the epoch would mean no validation at all; Lightning only says so mid-setup."""
-    if not isinstance(interval, int) or isinstance(interval, bool) or check_val_every_n_epoch is None:
+    ``trainer`` is the trainer's config or the Trainer itself: both name the settings alike.
+    """
+    interval, every_n_epochs = _setting(trainer, "val_check_interval"), _setting(trainer, "check_val_every_n_epoch")
+    if (_setting(trainer, "fast_dev_run") or not isinstance(interval, int) or isinstance(interval, bool)
+            or every_n_epochs is None):
         return  # a fraction of the epoch, None, a time such as "00:00:10:00", or counted across epochs
+    limit = _setting(trainer, "limit_train_batches")
+    limit = None if limit == 1.0 else limit
+    batches = train_steps_per_epoch(images, batch_size, world_size, limit)
     if interval > batches:
+        counted = f"{images} images / data.batch_size={batch_size}" + (
+            f", cut by trainer.limit_train_batches={limit}" if limit is not None else "")
         raise ConvlensError(
             f"trainer.val_check_interval={interval} batches, but an epoch has {batches} training batches "
             f"({counted}); set trainer.val_check_interval to at most {batches}, or to 1.0 for once an epoch")
 
 
-def check_val_check_interval(trainer: DictConfig, batch_size: int) -> None:
-    """For MNIST the epoch's length is known before any data is read."""
-    if trainer.get("fast_dev_run"):
-        return
-    limit = trainer.get("limit_train_batches")
-    counted = f"{MNIST_TRAIN_SIZE} images / data.batch_size={batch_size}" + (
-        f", cut by trainer.limit_train_batches={limit}" if limit is not None else "")
-    check_interval_fits(trainer.get("val_check_interval"), trainer.get("check_val_every_n_epoch"),
-                        train_batches_per_epoch(trainer, batch_size), counted)
+def _setting(trainer: Any, name: str) -> Any:
+    return trainer.get(name) if isinstance(trainer, DictConfig) else getattr(trainer, name)
 
 
 def check_train_config(cfg: DictConfig) -> None:
@@ -111,7 +101,7 @@ def check_train_config(cfg: DictConfig) -> None:
     check_settings(cfg)
     check_accelerator(cfg.trainer)
     if str(cfg.data.get("_target_", "")).endswith(".MNISTDataModule"):  # other data: checked once it is loaded
-        check_val_check_interval(cfg.trainer, cfg.data.batch_size)
+        check_interval_fits(cfg.trainer, MNIST_TRAIN_SIZE, cfg.data.batch_size)
 
 
 def check_eval_config(cfg: DictConfig) -> None:

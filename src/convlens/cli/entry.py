@@ -71,21 +71,28 @@ def task_begins() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def report_errors(task: Callable[[], T]) -> T:
+def report_errors(task: Callable[[], T]) -> T | None:
     """Run ``task``; a ConvlensError becomes one red line on stderr and exit code 1 (HYDRA_FULL_ERROR=1: traceback).
 
-    The run's log file gets the line and the traceback either way.
+    The one start of every entry point's task (train, eval, predict, visualize, the app, a sweep's job): the run's
+    log file gets the line and the traceback either way, and Ctrl-C is a KeyboardInterrupt from here on. In a
+    multirun a ConvlensError fails only this job, which returns None (``sweeps.multirun.fail_this_job``).
     """
-    restore_user_full_error()
+    restore_user_full_error()  # run_hydra set HYDRA_FULL_ERROR=1 only for composing the config
     join_run_log()
     task_begins()
     try:
         return task()
     except Exception as raised:
-        error = convlens_error_in(raised)
+        error = convlens_error_in(raised)  # Hydra's instantiate wraps errors raised while building
         if error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             log_failure(f"error: {error or raised}", raised)
             raise
+        from convlens.sweeps import multirun  # sweeps import this module: imported when needed
+
+        if multirun.in_multirun():
+            multirun.fail_this_job(error, raised)
+            return None
         print_error(str(error), raised)
         sys.exit(1)
 

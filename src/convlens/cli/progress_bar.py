@@ -15,6 +15,8 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar
 
+from convlens.lightning_internals import move_progress_bar
+
 
 class LightRichProgressBar(RichProgressBar):
     def __init__(self, metrics_every_n_batches: int = 50, **kwargs: Any) -> None:
@@ -33,5 +35,4 @@ class LightRichProgressBar(RichProgressBar):
         if every_call or self.train_progress_bar_id is None or (batch_idx + 1) % self.metrics_every_n_batches == 0:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         done = batch_idx + 1 if plan is None else min(plan.steps_per_epoch, (batch_idx + 1) * plan.steps_per_call)
-        # RichProgressBar's own way to move a bar (it has no public one).
-        self._update(self.train_progress_bar_id, done)
+        move_progress_bar(self, self.train_progress_bar_id, done)

@@ -149,8 +149,9 @@ class ImageFolderDataModule(LightningDataModule):
                           num_workers=self.hparams.num_workers, pin_memory=self.hparams.pin_memory,
                           persistent_workers=self.hparams.num_workers > 0, **sampling)
 
-    def train_steps_per_epoch(self) -> int:
-        return Share.of(self.trainer).train_steps_per_epoch(len(self.train_set), self.hparams.batch_size)
+    def train_steps_per_epoch(self, limit: int | float | None = None) -> int:
+        """Optimizer steps in one epoch of this process, cut by ``limit`` (``trainer.limit_train_batches``)."""
+        return Share.of(self.trainer).train_steps_per_epoch(len(self.train_set), self.hparams.batch_size, limit)
 
     def train_dataloader(self) -> DataLoader:
         share = Share.of(self.trainer)

@@ -16,6 +16,7 @@ from convlens.data.step_batches import StepBatches
 from convlens.data.tensor_images import TensorImages, keep_batch
 from convlens.errors import ConvlensError
 
+MNIST_TRAIN_SIZE = 60_000
 MNIST_TEST_SIZE = 10_000
 
 
@@ -82,8 +83,9 @@ class MNISTDataModule(LightningDataModule):
             **sampling,
         )
 
-    def train_steps_per_epoch(self) -> int:
-        return Share.of(self.trainer).train_steps_per_epoch(len(self.train_set), self.hparams.batch_size)
+    def train_steps_per_epoch(self, limit: int | float | None = None) -> int:
+        """Optimizer steps in one epoch of this process, cut by ``limit`` (``trainer.limit_train_batches``)."""
+        return Share.of(self.trainer).train_steps_per_epoch(len(self.train_set), self.hparams.batch_size, limit)
 
     def train_dataloader(self) -> DataLoader:
         share = Share.of(self.trainer)

@@ -10,7 +10,6 @@ each epoch by Lightning's ``set_epoch``), seeded from the run's seed.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 from pytorch_lightning import Trainer
 from torch.utils.data import Dataset, DistributedSampler, SubsetRandomSampler
 
+from convlens.data.epoch_length import train_steps_per_epoch
 from convlens.errors import ConvlensError
 
 
@@ -42,9 +42,10 @@ class Share:
                 f"{self.world_size} processes; use a multiple of {self.world_size}")
         return batch_size // self.world_size
 
-    def train_steps_per_epoch(self, dataset_size: int, batch_size: int) -> int:
-        """Optimizer steps in one epoch of this process's shard (``DistributedSampler`` pads shards to equal size)."""
-        return math.ceil(math.ceil(dataset_size / self.world_size) / self.device_batch_size(batch_size))
+    def train_steps_per_epoch(self, dataset_size: int, batch_size: int, limit: int | float | None = None) -> int:
+        """Optimizer steps in one epoch of this process's shard, cut by ``trainer.limit_train_batches``."""
+        self.device_batch_size(batch_size)  # the global batch must divide among the processes
+        return train_steps_per_epoch(dataset_size, batch_size, self.world_size, limit)
 
     def eval_sampler(self, indices: Sequence[int]) -> SubsetRandomSampler:
         """Every ``world_size``-th index from this rank's offset: disjoint shares that together cover all."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
-from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from convlens.faults.atomic_files import replaced_atomically
@@ -19,7 +19,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     is on another filesystem than the run, and it does not flush to disk before the move.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options; got {storage_options!r}")
         with replaced_atomically(path) as temporary:

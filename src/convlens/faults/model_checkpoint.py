@@ -9,7 +9,7 @@ from typing import Any
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from convlens.lightning_internals import validation_follows
+from convlens.lightning_internals import every_n_train_steps, save_as_scheduled, validation_follows
 from convlens.models.resume_position import reopen_an_unfinished_epoch
 
 
@@ -56,7 +56,7 @@ class StepCheckpoint(ModelCheckpoint):
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        every = self._every_n_train_steps
+        every = every_n_train_steps(self)
         if every > 0 and trainer.global_step % every == 0 and validation_follows(trainer):
             self._due_after_validation = trainer.global_step
             return
@@ -64,11 +64,8 @@ class StepCheckpoint(ModelCheckpoint):
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         due = self._due_after_validation == trainer.global_step and not trainer.sanity_checking
-        if due and not self._should_skip_saving_checkpoint(trainer):
+        if due and save_as_scheduled(self, trainer):
             self._due_after_validation = None
-            candidates = self._monitor_candidates(trainer)
-            self._save_topk_checkpoint(trainer, candidates)
-            self._save_last_checkpoint(trainer, candidates)
         super().on_validation_end(trainer, pl_module)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

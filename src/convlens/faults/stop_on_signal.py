@@ -14,6 +14,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from convlens.cli.entry import shell_override
 from convlens.cli.run_log import log
+from convlens.lightning_internals import set_stop_flag
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -50,20 +51,15 @@ class StopOnSignal(Callback):
         sys.stderr.write(f"\n{line}\n")
         log.warning(line)
         if self._trainer is not None and not self._trainer.validating:
-            self._set_lightning_stop_flag(self._trainer, True)
-
-    @staticmethod
-    def _set_lightning_stop_flag(trainer: Trainer, value: bool) -> None:
-        # The flag Lightning's own SIGTERM handler sets; its loops check it after every batch.
-        trainer._signal_connector.received_sigterm = value
+            set_stop_flag(self._trainer, True)
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.received is not None and not trainer.sanity_checking:
-            self._set_lightning_stop_flag(trainer, False)  # let this validation finish
+            set_stop_flag(trainer, False)  # let this validation finish
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.received is not None and not trainer.sanity_checking:
-            self._set_lightning_stop_flag(trainer, True)
+            set_stop_flag(trainer, True)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self._restore_handlers()

@@ -21,21 +21,14 @@ from pytorch_lightning.core.optimizer import LightningOptimizer
 from pytorch_lightning.utilities import rank_zero_warn
 
 from convlens.errors import ConvlensError
+from convlens.lightning_internals import (add_logging_steps, after_optimizer_step, before_optimizer_step,
+                                          every_n_train_steps, skip_next_validation)
 from convlens.models.cuda_graph_step import GraphedStep
 
 if TYPE_CHECKING:
     from convlens.models.classifier import ConvNetClassifier
 
 AUTO = "auto"
-
-
-def steps_after_limit(steps_per_epoch: int, limit: int | float | None) -> int:
-    """Lightning's reading of ``limit_train_batches`` (a count or a fraction), in optimizer steps."""
-    if limit is None:
-        return steps_per_epoch
-    if isinstance(limit, float):
-        return int(steps_per_epoch * limit)
-    return min(steps_per_epoch, limit)
 
 
 @dataclass(frozen=True)
@@ -47,8 +40,8 @@ class ChunkPlan:
     val_every_steps: int
 
     @classmethod
-    def for_trainer(cls, trainer: Trainer, full_steps_per_epoch: int, steps_per_call: int | str) -> ChunkPlan:
-        steps = steps_after_limit(full_steps_per_epoch, trainer.limit_train_batches)
+    def for_trainer(cls, trainer: Trainer, steps: int, steps_per_call: int | str) -> ChunkPlan:
+        """``steps``: the epoch's optimizer steps, cut by ``trainer.limit_train_batches``."""
         if trainer.fast_dev_run:  # Lightning already counts its few batches; one step each keeps them steps
             return cls(1, steps, 1)
         interval = trainer.val_check_interval
@@ -84,9 +77,9 @@ class ChunkPlan:
 
 
 def checkpoint_intervals(trainer: Trainer) -> list[int]:
-    """``every_n_train_steps`` of each step-checkpointing ``ModelCheckpoint`` (kept private by Lightning)."""
-    return [callback._every_n_train_steps for callback in trainer.checkpoint_callbacks
-            if getattr(callback, "_every_n_train_steps", 0) > 0]
+    """``every_n_train_steps`` of each step-checkpointing ``ModelCheckpoint``."""
+    return [every_n_train_steps(callback) for callback in trainer.checkpoint_callbacks
+            if every_n_train_steps(callback) > 0]
 
 
 class StepChunks(Callback):
@@ -111,7 +104,8 @@ class StepChunks(Callback):
             raise ConvlensError(
                 f"trainer.precision={trainer.precision} unscales gradients in Lightning's per-step optimizer step, "
                 "which several steps per call leave out; use trainer.precision=bf16-mixed, or model.steps_per_call=1")
-        plan = ChunkPlan.for_trainer(trainer, datamodule.train_steps_per_epoch(), self.steps_per_call)
+        steps = datamodule.train_steps_per_epoch(trainer.limit_train_batches)
+        plan = ChunkPlan.for_trainer(trainer, steps, self.steps_per_call)
         trainer.limit_train_batches = plan.calls_per_epoch
         trainer.val_check_interval = plan.val_every_steps // plan.steps_per_call
         datamodule.steps_per_call = plan.steps_per_call
@@ -145,10 +139,10 @@ def train_chunk(module: ConvNetClassifier, batches: list[tuple[torch.Tensor, tor
     chunk_losses = torch.stack(losses)
     module.log_step_losses(first_step, chunk_losses)
     # Lightning adds one step for the call after it returns; the TensorBoard axis counts every step in it.
-    trainer.fit_loop.epoch_loop._batches_that_stepped += count - 1
+    add_logging_steps(trainer, count - 1)
     if not plan.validates_after(batch_idx):
         # A short last call ending off the interval: with one step per call no validation would follow it.
-        trainer.fit_loop.epoch_loop._skip_next_val = True
+        skip_next_validation(trainer)
     if batch_idx + 1 == trainer.num_training_batches:
         step_schedulers(module, "epoch", trainer.current_epoch + 1)
     return {"loss": chunk_losses.mean(), "step_losses": chunk_losses}
@@ -164,7 +158,7 @@ def one_step(module: ConvNetClassifier, optimizer: LightningOptimizer, x: torch.
     exactly that. The batch is augmented here, step by step, so that random numbers are drawn in the order of one
     step per call: this step's augmentation, then its dropout.
     """
-    optimizer._on_before_step()
+    before_optimizer_step(optimizer)
     x = module.augmented(x)
     graphed = module.graphed_step
     if graphed is None and module.graphs_run_here:
@@ -176,7 +170,7 @@ def one_step(module: ConvNetClassifier, optimizer: LightningOptimizer, x: torch.
         loss = loss.detach().clone()
     else:
         loss = module.optimizer_step_on(x, y, optimizer.optimizer)
-    optimizer._on_after_step()
+    after_optimizer_step(optimizer)
     return loss
 
 

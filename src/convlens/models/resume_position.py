@@ -18,6 +18,7 @@ from typing import Any
 from pytorch_lightning import Trainer
 
 from convlens.errors import ConvlensError
+from convlens.lightning_internals import unlog_one_step
 
 RECORD = "convlens_stepping"  # the checkpoint key; absent from checkpoints of older convlens versions
 
@@ -104,4 +105,4 @@ def reopen_an_unfinished_epoch(trainer: Trainer, checkpoint: dict[str, Any]) -> 
             epochs[scope]["processed"] = epochs[scope]["completed"] = epochs[scope]["ready"] - 1
     checkpoint["epoch"] = epochs["current"]["completed"]
     # As a save at a validation's end has it: Lightning adds the last call to its logging step when it resumes.
-    loop["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+    unlog_one_step(loop)

@@ -28,6 +28,7 @@ from convlens.sweeps.multirun import SEARCH_SWEEPER, in_multirun
 if TYPE_CHECKING:  # Optuna is the sweep extra's: a run that is no search job never imports it
     import optuna
 
+OPTUNA_WRITTEN_FOR = "5.0.0"  # the Optuna whose private FrozenTrial._trial_id trial_by_number reads
 PRUNED_AT_STEP = "pruned_at_step"  # the trial's user attribute the sweeper reads to tell PRUNED
 
 
@@ -38,6 +39,9 @@ def trial_by_number(study: optuna.Study, number: int) -> optuna.Trial:
 
     for frozen in study.get_trials(deepcopy=False):
         if frozen.number == number:
+            if not hasattr(frozen, "_trial_id"):
+                raise ConvlensError(f"optuna {optuna.__version__} has no FrozenTrial._trial_id, which convlens reads "
+                                    f"(written for optuna {OPTUNA_WRITTEN_FOR}); pip install optuna=={OPTUNA_WRITTEN_FOR}")
             return optuna.Trial(study, frozen._trial_id)
     raise ConvlensError(f"the study {study.study_name} has no trial {number}; a search job is started by the "
                         "sweeper, with hydra.job.num = its trial number")

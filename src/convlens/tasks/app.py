@@ -31,14 +31,13 @@ from rich.markup import escape
 from convlens.cli.config_checks import check_settings
 from convlens.cli.entry import print_error
 from convlens.cli.run_log import say
-from convlens.cli.threads import set_threads
 from convlens.data.own_images import load_digit, mnist_style, opened_within
 from convlens.errors import ConvlensError
 from convlens.faults.checkpoints import load_classifier, resolve_checkpoint
 from convlens.models.classifier import ConvNetClassifier
 from convlens.pictures import draw
 from convlens.tasks.predict import class_names
-from convlens.tasks.train import training_runs
+from convlens.tasks.train import prepare_process, training_runs
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read by gradio: no telemetry and no version check on PyPI
 try:
@@ -346,7 +345,7 @@ def serve(cfg: DictConfig) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio checks its own startup over HTTP: not news
     host, port = str(cfg.app.host), int(cfg.app.port)
     check_port_free(host, port)  # before the data and checkpoints load: seconds a taken port would waste
-    set_threads(cfg.threads)
+    prepare_process(cfg)
     look = LiveLook(cfg)
     for ckpt_path in (cfg.ckpt_path, cfg.compare_ckpt_path):
         if ckpt_path:

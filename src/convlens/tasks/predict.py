@@ -23,8 +23,9 @@ from convlens.cli.run_log import log_config, say
 from convlens.data.imagefolder_datamodule import folder_transform
 from convlens.data.own_images import load_digit, open_checked
 from convlens.errors import ConvlensError
-from convlens.faults.checkpoints import load_classifier
+from convlens.faults.checkpoints import load_classifier, resolve_checkpoint
 from convlens.models.classifier import ConvNetClassifier
+from convlens.tasks.train import prepare_process, training_runs
 
 CONVERSIONS = ("auto", "digit", "resize")
 
@@ -148,7 +149,8 @@ def predict(cfg: DictConfig) -> list[Prediction]:
     paths, skipped = image_paths(cfg.images)
     for entry, why in skipped.items():
         say(f"skipped {escape(str(entry))}: {escape(why)}", highlight=False, soft_wrap=True)
-    model = load_classifier(cfg.ckpt_path).eval()
+    prepare_process(cfg)
+    model = load_classifier(resolve_checkpoint(cfg.ckpt_path, training_runs(cfg))).eval()
     conversion = conversion_for(model, cfg.convert)
     predictions = classify(model, paths, conversion, cfg.preprocess, int(cfg.top_k), int(cfg.batch_size))
     show(predictions, int(cfg.top_k))

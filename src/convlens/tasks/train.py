@@ -25,6 +25,7 @@ from convlens.cli.run_log import log_config, say
 from convlens.cli.threads import set_threads
 from convlens.faults.checkpoints import checkpoint_to_resume, load_classifier, resolve_checkpoint
 from convlens.faults.spawned_processes import EndProcessGroup
+from convlens.lightning_internals import check_lightning_internals
 from convlens.sweeps.hparams_summary import log_hparams_with_metrics
 from convlens.sweeps.multirun import check_strategy_for_multirun
 from convlens.sweeps.trial_pruning import run_outcome, search_callbacks
@@ -44,7 +45,8 @@ def training_runs(cfg: DictConfig) -> Path:
 
 
 def prepare_process(cfg: DictConfig) -> None:
-    """Thread count and seed: set first, per job, so parallel jobs neither oversubscribe nor share randomness."""
+    """Thread count and seed, set the same way by every task (train, eval, predict, visualize, the app) and again
+    per job, so parallel jobs neither oversubscribe nor share randomness."""
     set_threads(cfg.get("threads"))
     set_float32_precision(cfg.get("float32_matmul_precision", "highest"))
     quiet_inapplicable_warnings(cfg)
@@ -70,7 +72,9 @@ def quiet_inapplicable_warnings(cfg: DictConfig) -> None:
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> Trainer:
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    check_lightning_internals(trainer)
+    return trainer
 
 
 def write_metrics(output_dir: str | Path, metrics: dict[str, Any]) -> Path:

@@ -13,8 +13,9 @@ from convlens.cli.config_checks import check_settings
 from convlens.cli.run_log import log_config, say
 from convlens.data.own_images import load_digit
 from convlens.errors import ConvlensError
-from convlens.faults.checkpoints import load_classifier
+from convlens.faults.checkpoints import load_classifier, resolve_checkpoint
 from convlens.pictures import draw
+from convlens.tasks.train import prepare_process, training_runs
 
 
 def chosen_image(cfg: DictConfig) -> tuple[torch.Tensor, str]:
@@ -43,7 +44,8 @@ def visualize(cfg: DictConfig) -> dict[str, Path]:
     """Write the kernels and feature-map PNGs into ``cfg.out_dir``; return them by name."""
     log_config(cfg)
     check_settings(cfg)
-    model = load_classifier(cfg.ckpt_path).eval()
+    prepare_process(cfg)
+    model = load_classifier(resolve_checkpoint(cfg.ckpt_path, training_runs(cfg))).eval()
     image, name = chosen_image(cfg)
     with torch.no_grad():
         probabilities = model(image[None]).exp()[0]
