@@ -448,7 +448,7 @@ def plot_metric(ax: Any, report: SweepReport, key: str) -> None:
     else:
         labels = sorted({str(value) for value in raw})
         x = [labels.index(str(value)) for value in raw]
-        ax.set_xticks(range(len(labels)), labels)
+        ax.set_xticks(range(len(labels)), labels, parse_math=False)  # a value may hold ${...}: not TeX
     for state in (COMPLETE, PRUNED, INTERRUPTED):
         chosen = [index for index, job in enumerate(measured) if job.state == state]
         colours = ["tab:red" if measured[index] in best else STATE_STYLE[state][0] for index in chosen]
