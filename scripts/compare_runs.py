@@ -29,7 +29,9 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(os.environ.get("CONVLENS_ROOT", PROJECT_ROOT))
     out = args.out or root / "logs" / "compare" / time.strftime("%Y-%m-%d_%H-%M-%S")
-    report, skipped = report_errors(lambda: build_comparison(args.runs, out, args.metric, args.mode))
+    comparison = report_errors(lambda: build_comparison(args.runs, out, args.metric, args.mode))
+    assert comparison is not None  # report_errors returns None only inside a Hydra multirun job; this script is none
+    report, skipped = comparison
     console = Console()
     for path, why in skipped.items():
         console.print(f"[yellow]skipped {escape(str(path))}: {escape(why)}", highlight=False, soft_wrap=True)

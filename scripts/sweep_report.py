@@ -25,6 +25,7 @@ def main() -> None:
                         help="write report.md/.csv/.png even when ranking by another metric or mode than the sweep's")
     args = parser.parse_args()
     report = report_errors(lambda: build_report(args.sweep_dir, args.metric, args.mode))
+    assert report is not None  # report_errors returns None only inside a Hydra multirun job; this script is none
     name = "report" if args.replace else report_name(report)
     write_report(report, name)
     print_report(report, name=name)

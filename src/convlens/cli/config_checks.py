@@ -39,6 +39,8 @@ def settings(node: DictConfig, prefix: str = "") -> Iterator[tuple[str, Any, str
     interpolation that cannot be resolved yet is left to the code that uses it, except for a ConvlensError.
     """
     written = OmegaConf.to_container(node, resolve=False)
+    assert isinstance(written, dict)  # a DictConfig's container is a dict
+    key: Any  # OmegaConf types keys as any DictKeyType; a config's keys are the names written in it
     for key in node:
         name = f"{prefix}{key}"
         if str(key).startswith("_") or name == "hydra" or OmegaConf.is_missing(node, key):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from pytorch_lightning import LightningDataModule
@@ -64,6 +65,7 @@ def image_classes(root: str | os.PathLike | None) -> list[str]:
     if len(classes) < 2:
         raise ConvlensError(f"{path} has only the class {classes[0]!r}; a classifier needs at least two class folders")
     for name in ("val", "test") if folders else ():
+        assert folders is not None  # the loop runs only when there are split folders
         if classes_in(folders[name]) != classes:
             raise ConvlensError(f"{folders[name]} has classes {classes_in(folders[name])}, but train/ has {classes}; "
                                 "give every split the same class subfolders")
@@ -113,9 +115,9 @@ class ImageFolderDataModule(LightningDataModule):
             raise ConvlensError(
                 f"data.class_names/num_classes disagree with the {len(self.class_names)} class folders in {root} "
                 f"({', '.join(self.class_names)}); leave them to the config, which reads them from the folder")
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
-        self.test_set: Dataset | None = None
+        self.train_set: ImageFolder | Subset[Any] | None = None
+        self.val_set: ImageFolder | None = None
+        self.test_set: ImageFolder | None = None
         self.val_indices: Sequence[int] = ()
         self.test_indices: Sequence[int] = ()
         self.steps_per_call: int | None = None  # batches per training call; set by models.chunked_steps.StepChunks
@@ -149,19 +151,28 @@ class ImageFolderDataModule(LightningDataModule):
                           num_workers=self.hparams.num_workers, pin_memory=self.hparams.pin_memory,
                           persistent_workers=self.hparams.num_workers > 0, **sampling)
 
+    def _train(self) -> ImageFolder | Subset[Any]:
+        train_set = self.train_set
+        assert train_set is not None  # setup() has run: Lightning calls it before asking for loaders or epochs
+        return train_set
+
     def train_steps_per_epoch(self, limit: int | float | None = None) -> int:
         """Optimizer steps in one epoch of this process, cut by ``limit`` (``trainer.limit_train_batches``)."""
-        return Share.of(self.trainer).train_steps_per_epoch(len(self.train_set), self.hparams.batch_size, limit)
+        return Share.of(self.trainer).train_steps_per_epoch(len(self._train()), self.hparams.batch_size, limit)
 
     def train_dataloader(self) -> DataLoader:
-        share = Share.of(self.trainer)
-        return self._loader(self.train_set, share.device_batch_size(self.hparams.batch_size),
-                            steps_per_call=self.steps_per_call, **share.train_sampling(self.train_set))
+        share, train_set = Share.of(self.trainer), self._train()
+        return self._loader(train_set, share.device_batch_size(self.hparams.batch_size),
+                            steps_per_call=self.steps_per_call, **share.train_sampling(train_set))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.hparams.eval_batch_size,
+        val_set = self.val_set
+        assert val_set is not None  # setup() has run: Lightning calls it before asking for loaders
+        return self._loader(val_set, self.hparams.eval_batch_size,
                             sampler=Share.of(self.trainer).eval_sampler(self.val_indices))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.hparams.eval_batch_size,
+        test_set = self.test_set
+        assert test_set is not None  # setup() has run: Lightning calls it before asking for loaders
+        return self._loader(test_set, self.hparams.eval_batch_size,
                             sampler=Share.of(self.trainer).eval_sampler(self.test_indices))

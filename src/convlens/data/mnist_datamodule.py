@@ -4,6 +4,9 @@ Under DDP each process gets its own slice of each split (see ``sharding``); ``ba
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from pytorch_lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
@@ -37,8 +40,8 @@ class MNISTDataModule(LightningDataModule):
                 f"data.val_size={val_size} must be between 1 and {MNIST_TEST_SIZE - 1} so that both the "
                 "validation and the test half of MNIST's test set are non-empty; set data.val_size=5000")
         self.save_hyperparameters(logger=False)
-        self.train_set: Dataset | None = None
-        self.test_set: Dataset | None = None
+        self.train_set: datasets.MNIST | TensorImages | None = None
+        self.test_set: datasets.MNIST | TensorImages | None = None
         self._verified = False
         self.steps_per_call: int | None = None  # batches per training call; set by models.chunked_steps.StepChunks
 
@@ -72,7 +75,7 @@ class MNISTDataModule(LightningDataModule):
                 steps_per_call: int | None = None, **sampling) -> DataLoader:
         on_device = isinstance(dataset, TensorImages) and dataset.images.device.type != "cpu"
         copied_to_gpu = not on_device and self._device().type == "cuda"  # only then is pinning worth it
-        collate = keep_batch if self.hparams.in_memory else None
+        collate: Callable[[Any], Any] | None = keep_batch if self.hparams.in_memory else None
         return loader(
             dataset,
             batch_size=batch_size * (steps_per_call or 1),
@@ -83,20 +86,30 @@ class MNISTDataModule(LightningDataModule):
             **sampling,
         )
 
+    def _train(self) -> datasets.MNIST | TensorImages:
+        train_set = self.train_set
+        assert train_set is not None  # setup() has run: Lightning calls it before asking for loaders or epochs
+        return train_set
+
+    def _test(self) -> datasets.MNIST | TensorImages:
+        test_set = self.test_set
+        assert test_set is not None  # setup() has run: Lightning calls it before asking for loaders
+        return test_set
+
     def train_steps_per_epoch(self, limit: int | float | None = None) -> int:
         """Optimizer steps in one epoch of this process, cut by ``limit`` (``trainer.limit_train_batches``)."""
-        return Share.of(self.trainer).train_steps_per_epoch(len(self.train_set), self.hparams.batch_size, limit)
+        return Share.of(self.trainer).train_steps_per_epoch(len(self._train()), self.hparams.batch_size, limit)
 
     def train_dataloader(self) -> DataLoader:
-        share = Share.of(self.trainer)
+        share, train_set = Share.of(self.trainer), self._train()
         # Resumable mid-epoch from a checkpoint, in the same order (exactly so in a single process).
-        return self._loader(self.train_set, share.device_batch_size(self.hparams.batch_size), loader=ResumableLoader,
-                            steps_per_call=self.steps_per_call, **share.train_sampling(self.train_set))
+        return self._loader(train_set, share.device_batch_size(self.hparams.batch_size), loader=ResumableLoader,
+                            steps_per_call=self.steps_per_call, **share.train_sampling(train_set))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.hparams.eval_batch_size,
+        return self._loader(self._test(), self.hparams.eval_batch_size,
                             sampler=Share.of(self.trainer).eval_sampler(self.val_indices))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.hparams.eval_batch_size,
+        return self._loader(self._test(), self.hparams.eval_batch_size,
                             sampler=Share.of(self.trainer).eval_sampler(self.test_indices))

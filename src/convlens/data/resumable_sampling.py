@@ -48,7 +48,8 @@ class ResumableLoader(DataLoader):
         self.batches_served = 0
         self._resumed_at = 0
 
-    def __iter__(self) -> Iterator[Any]:
+    # The base class promises its own iterator class; a counting generator over it is all that callers use.
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         return self._counted(super().__iter__())  # the base iterator is made now, as a plain DataLoader's is
 
     def _counted(self, batches: Iterator[Any]) -> Iterator[Any]:
@@ -62,8 +63,10 @@ class ResumableLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, int | None]) -> None:
         served = state.get("batches_served", 0)
-        replayable = isinstance(self.sampler, ReplayableRandomSampler)
-        if not replayable or state.get("epoch_seed") is None or not 0 < served < len(self):
+        assert served is not None  # state_dict always saves a count
+        sampler, seed = self.sampler, state.get("epoch_seed")
+        if not isinstance(sampler, ReplayableRandomSampler) or seed is None or not 0 < served < len(self):
             return  # saved at an epoch boundary: the next epoch draws a new seed, as it would have
-        self.sampler.replay(state["epoch_seed"], served * self.batch_size)
+        assert self.batch_size is not None  # a ResumableLoader batches by batch_size, not by a batch_sampler
+        sampler.replay(seed, served * self.batch_size)
         self._resumed_at = served

@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 
@@ -24,7 +25,7 @@ class BestAcrossRunsCheckpoint(ModelCheckpoint):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         earlier = state_dict.get("dirpath", self.dirpath)
         best = state_dict.get("best_model_path")
-        carried_over = earlier != self.dirpath and bool(best) and Path(best).is_file()
+        carried_over = earlier != self.dirpath and bool(best and Path(best).is_file())
         with warnings.catch_warnings():
             if carried_over:  # Lightning's "won't be reloaded" warning: they are, just below
                 warnings.filterwarnings("ignore", message="The dirpath has changed")
@@ -33,8 +34,8 @@ class BestAcrossRunsCheckpoint(ModelCheckpoint):
             self.best_model_score = state_dict["best_model_score"]
             self.best_k_models = {path: score for path, score in state_dict.get("best_k_models", {}).items()
                                   if Path(path).is_file()}
-            self.kth_best_model_path = state_dict.get("kth_best_model_path", self.kth_best_model_path)
-            self.kth_value = state_dict.get("kth_value", self.kth_value)
+            self.kth_best_model_path: str = state_dict.get("kth_best_model_path", self.kth_best_model_path)
+            self.kth_value: torch.Tensor = state_dict.get("kth_value", self.kth_value)
 
 
 class StepCheckpoint(ModelCheckpoint):

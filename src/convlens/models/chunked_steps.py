@@ -126,6 +126,7 @@ def train_chunk(module: ConvNetClassifier, batches: list[tuple[torch.Tensor, tor
     """The chunk's optimizer steps, one per batch; returns their mean loss and each step's (the finite-loss
     check names the first bad step)."""
     trainer, plan = module.trainer, module.chunk_plan
+    assert plan is not None  # StepChunks.setup planned the chunks before fit called the first training step
     count = plan.steps_in_call(batch_idx)
     if trainer.max_steps >= 0:
         count = min(count, trainer.max_steps - trainer.global_step)

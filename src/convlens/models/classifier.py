@@ -35,7 +35,11 @@ def plain(config: Mapping | None) -> dict | None:
     """A Hydra/OmegaConf node as a plain dict, safe to pickle into a checkpoint."""
     if config is None:
         return None
-    return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
+    if not isinstance(config, DictConfig):
+        return dict(config)
+    container = OmegaConf.to_container(config, resolve=True)
+    assert isinstance(container, dict)  # a DictConfig's container is a dict
+    return container
 
 
 class ConvNetClassifier(LightningModule):
@@ -260,7 +264,7 @@ class ConvNetClassifier(LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_accuracy("test", self.test_acc)
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> dict[str, Any] | tuple[list[torch.optim.Optimizer], list[dict[str, Any]]]:
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())  # configs are _partial_
         schedulers = lightning_schedulers(self.hparams.scheduler, optimizer, self)
         if not schedulers:

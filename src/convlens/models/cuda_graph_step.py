@@ -45,7 +45,8 @@ class GraphedStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.captured_lrs: list[float] = []
         self.captured_on: list[torch.Tensor] = []  # held, so their memory cannot go to other tensors
-        self.loss = self.preds = None
+        self.loss: torch.Tensor | None = None  # the captured step's outputs, refilled at every replay
+        self.preds: torch.Tensor | None = None
         self.captures = self.replays = 0  # how often the step was captured and replayed: proof that graphs ran
 
     def fits(self, x: torch.Tensor) -> bool:
@@ -65,9 +66,10 @@ class GraphedStep:
                 and all(now is then for now, then in zip(self._written_in_place(), self.captured_on, strict=True)))
 
     def _body(self) -> None:
-        self.loss, self.preds, _ = self.module.loss_and_predictions((self.x, self.y))
+        loss, self.preds, _ = self.module.loss_and_predictions((self.x, self.y))
+        self.loss = loss
         self.optimizer.zero_grad(set_to_none=False)
-        self.loss.backward()
+        loss.backward()
         self.optimizer.step()
 
     def capture(self) -> None:
@@ -99,6 +101,9 @@ class GraphedStep:
             self.capture()
         self.x.copy_(x)
         self.y.copy_(y)
-        self.graph.replay()
+        graph = self.graph
+        assert graph is not None  # capture() above made it, unless the one there is still valid
+        graph.replay()
         self.replays += 1
+        assert self.loss is not None and self.preds is not None  # set when the graph was captured
         return self.loss, self.preds

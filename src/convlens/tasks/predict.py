@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 from pathlib import Path
 
 import torch
@@ -61,6 +62,7 @@ def image_paths(images: str | os.PathLike | Sequence | None) -> tuple[list[Path]
         raise ConvlensError("no images given; pass images=<file>, images=[a.png,b.png] or images=<folder>")
     if isinstance(images, (list, ListConfig)):
         return [Path(str(image)).expanduser() for image in images], {}
+    assert isinstance(images, (str, os.PathLike))  # None, empty and lists are handled above
     path = Path(images).expanduser()
     if not path.is_dir():
         return [path], {}  # a missing file is reported in its row, like any other unreadable one
@@ -84,7 +86,8 @@ def conversion_for(model: ConvNetClassifier, convert: str) -> str:
 def load_image(path: Path, conversion: str, image_size: int, preprocess: DictConfig) -> torch.Tensor:
     """(1, image_size, image_size) in [0, 1]; unreadable files raise the one-line errors of ``convlens.data.own_images``."""
     if conversion == "digit":
-        return load_digit(path, **{**preprocess, "size": image_size})
+        settings = cast("Mapping[str, Any]", preprocess)  # OmegaConf types keys loosely; these are conf/'s names
+        return load_digit(path, **{**settings, "size": image_size})
     with open_checked(path, int(preprocess.max_pixels)) as image:
         return folder_transform(image_size)(image.convert("RGB"))  # as ImageFolder loads and transforms
 
