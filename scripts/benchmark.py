@@ -202,7 +202,8 @@ def verdicts(result: dict[str, Any]) -> list[str]:
     lines = [f"{'met' if ratios[key] <= limit else 'MISSED'}: B/A {key} {ratios[key]:.2f} (target ≤ {limit})"
              for key, limit in TARGETS.items()]
     rss = b["peak_rss_mb"]["max"]
-    lines.append(f"{'met' if rss <= MAX_RSS_MB_B else 'MISSED'}: B's peak memory {rss:.0f} MB (target ≤ {MAX_RSS_MB_B})")
+    verdict = "met" if rss <= MAX_RSS_MB_B else "MISSED"
+    lines.append(f"{verdict}: B's peak memory {rss:.0f} MB (target ≤ {MAX_RSS_MB_B})")
     if result["epochs"] >= 20:
         acc = b["test_acc"]["min"]
         lines.append(f"{'met' if acc >= MIN_TEST_ACC_20_EPOCHS else 'MISSED'}: B's test accuracy {acc:.4f} "

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from tutorial_loop import ConvNet  # the tutorial's network, exactly as side A trains it
 
 BATCH = 64

@@ -1,4 +1,4 @@
-"""Summarise a sweep: python scripts/sweep_report.py logs/train/multiruns/<date>_<time>_<pid> [--metric test/err --mode min]
+"""Summarise a sweep: python scripts/sweep_report.py logs/train/multiruns/<sweep> [--metric test/err --mode min]
 
 Writes report.md, report.csv and report.png into the sweep dir and prints the table. A multirun already does
 this when it ends (conf/hydra/default.yaml); run it yourself for a sweep still running, stopped, or continued.

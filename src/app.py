@@ -1,9 +1,9 @@
 """Look inside, live, in the browser: python src/app.py ckpt_path=<ckpt | last> [compare_ckpt_path=<ckpt>]"""
 
-import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 import hydra
 from omegaconf import DictConfig
 
+import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 from convlens.cli.entry import CONFIG_DIR, report_errors, run_hydra, set_project_root
 from convlens.tasks.app import serve
 

@@ -1,9 +1,9 @@
 """Test a checkpoint on MNIST's test half: python src/eval.py ckpt_path=<run dir>/checkpoints/last.ckpt"""
 
-import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 import hydra
 from omegaconf import DictConfig
 
+import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 from convlens.cli.entry import CONFIG_DIR, report_errors, run_hydra, set_project_root
 from convlens.tasks.train import evaluate
 

@@ -1,9 +1,11 @@
-"""Export a checkpoint for use outside convlens: python src/export.py ckpt_path=<ckpt | last> format=onnx|torch_export"""
+"""Export a checkpoint for use outside convlens:
+python src/export.py ckpt_path=<ckpt | last> format=onnx|torch_export
+"""
 
-import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 import hydra
 from omegaconf import DictConfig
 
+import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 from convlens.cli.entry import CONFIG_DIR, report_errors, run_hydra, set_project_root
 from convlens.tasks.export import export
 

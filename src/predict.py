@@ -1,9 +1,9 @@
 """Classify your own images: python src/predict.py ckpt_path=<ckpt> images=<file | [a.png,b.png] | folder>"""
 
-import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 import hydra
 from omegaconf import DictConfig
 
+import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 from convlens.cli.entry import CONFIG_DIR, report_errors, run_hydra, set_project_root
 from convlens.tasks.predict import predict
 

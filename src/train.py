@@ -1,9 +1,9 @@
 """Train the ConvNet: python src/train.py [overrides], e.g. trainer.max_epochs=5 model.optimizer.lr=0.01"""
 
-import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 import hydra
 from omegaconf import DictConfig
 
+import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 from convlens.cli.entry import CONFIG_DIR, report_errors, run_hydra, set_project_root
 from convlens.tasks.train import train
 

@@ -1,9 +1,9 @@
 """Draw a checkpoint's kernels and feature maps: python src/visualize.py ckpt_path=<ckpt> [index=100 | image=<png>]"""
 
-import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 import hydra
 from omegaconf import DictConfig
 
+import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
 from convlens.cli.entry import CONFIG_DIR, report_errors, run_hydra, set_project_root
 from convlens.tasks.visualize import visualize
 

@@ -66,7 +66,8 @@ def run_entry(script: str, *overrides: str, cwd: Path = PROJECT_ROOT, check: boo
     command = [sys.executable, str(PROJECT_ROOT / "src" / script), *overrides]
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
-        raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise AssertionError(f"{script} failed ({result.returncode}):\n"
+                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
 
 

@@ -22,8 +22,8 @@ from PIL import Image
 
 from browser import chromium, needs_chromium, requested_urls
 from conftest import PROJECT_ROOT, compose_config
-from convlens.faults.checkpoints import load_classifier
 from convlens.data.own_images import load_digit
+from convlens.faults.checkpoints import load_classifier
 from convlens.models.classifier import ConvNetClassifier
 from convlens.tasks.train import train
 

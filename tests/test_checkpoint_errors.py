@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import RunsCode, compose_config
-from convlens.faults.checkpoints import checkpoint_to_resume, load_classifier, newest_last_checkpoint, read_checkpoint
 from convlens.errors import ConvlensError
+from convlens.faults.checkpoints import checkpoint_to_resume, load_classifier, newest_last_checkpoint, read_checkpoint
 from convlens.models.classifier import ConvNetClassifier
 from convlens.tasks.train import train
 

@@ -14,9 +14,9 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conftest import compose_config, run_entry
-from convlens.cli.entry import CONFIG_DIR
 from convlens.cli.config_checks import check_settings, settings
 from convlens.cli.config_rules import RULES
+from convlens.cli.entry import CONFIG_DIR
 from convlens.errors import ConvlensError
 
 CONF = Path(CONFIG_DIR)

@@ -1,4 +1,6 @@
-"""A user's image becomes an MNIST-style input; every bad file gets a one-line error. Files are real, made with Pillow."""
+"""A user's image becomes an MNIST-style input; every bad file gets a one-line error.
+
+Files are real, made with Pillow."""
 
 import struct
 import zlib
@@ -12,8 +14,8 @@ from PIL import Image, ImageDraw
 from torchvision import datasets
 
 from convlens.cli.entry import PROJECT_ROOT
-from convlens.errors import ConvlensError
 from convlens.data.own_images import load_digit
+from convlens.errors import ConvlensError
 
 PREPROCESS = dict(OmegaConf.load(PROJECT_ROOT / "conf" / "preprocess" / "mnist.yaml"))
 
@@ -37,7 +39,7 @@ def six(mnist_test) -> np.ndarray:
 @pytest.fixture(scope="module")
 def other_digits(mnist_test) -> list[np.ndarray]:
     """The first ten test digits that are not 6s, to show the comparison with the 6 is not trivially high."""
-    return [image.numpy() for image, label in zip(mnist_test.data, mnist_test.targets) if label != 6][:10]
+    return [image.numpy() for image, label in zip(mnist_test.data, mnist_test.targets, strict=True) if label != 6][:10]
 
 
 def on_paper(digit: np.ndarray, scale: int = 10, paper=(300, 420), at=(40, 150)) -> Image.Image:
@@ -93,7 +95,7 @@ def test_light_digit_on_dark_is_not_inverted(six, other_digits, tmp_path):
 
 def test_jpeg_photo_in_colour(six, other_digits, tmp_path):
     page = on_paper(six).convert("RGB")
-    tinted = Image.merge("RGB", [band.point(lambda v, k=k: v * k) for band, k in zip(page.split(), (1.0, 0.95, 0.8))])
+    tinted = Image.merge("RGB", [band.point(lambda v, k=k: v * k) for band, k in zip(page.split(), (1.0, 0.95, 0.8), strict=True)])
     path = tmp_path / "six.jpg"
     tinted.save(path, quality=70)
     assert_is(load(path), six, other_digits)

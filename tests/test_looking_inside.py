@@ -17,9 +17,9 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import compose_config, run_entry
-from convlens.pictures.callback import ConvNetPictures
 from convlens.errors import ConvlensError
 from convlens.models.classifier import ConvNetClassifier
+from convlens.pictures.callback import ConvNetPictures
 from convlens.tasks.train import build_trainer, instantiate_group, prepare_process
 from convlens.tasks.visualize import visualize
 

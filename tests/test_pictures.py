@@ -9,9 +9,9 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import compose_config
-from convlens.pictures import draw
 from convlens.cli.entry import CONFIG_DIR
 from convlens.errors import ConvlensError
+from convlens.pictures import draw
 from convlens.pictures.draw import PictureStyle
 
 STYLE = PictureStyle(tile_px=80, separator_px=2, colormap="viridis", title_px=24)

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
-from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, InterpolationKeyError,
-                              InterpolationResolutionError)
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationKeyError, InterpolationResolutionError
 from rich.markup import escape
 
 from convlens.cli.library_notices import quiet_library_notices

@@ -21,8 +21,13 @@ from pytorch_lightning.core.optimizer import LightningOptimizer
 from pytorch_lightning.utilities import rank_zero_warn
 
 from convlens.errors import ConvlensError
-from convlens.lightning_internals import (add_logging_steps, after_optimizer_step, before_optimizer_step,
-                                          every_n_train_steps, skip_next_validation)
+from convlens.lightning_internals import (
+    add_logging_steps,
+    after_optimizer_step,
+    before_optimizer_step,
+    every_n_train_steps,
+    skip_next_validation,
+)
 from convlens.models.cuda_graph_step import GraphedStep
 
 if TYPE_CHECKING:

@@ -221,7 +221,7 @@ class ConvNetClassifier(LightningModule):
             return
         values = losses[[step - first_step for step in steps]].tolist()
         for logger in self.loggers:
-            for step, value in zip(steps, values):
+            for step, value in zip(steps, values, strict=True):
                 logger.log_metrics({"train/loss": value, "epoch": self.current_epoch}, step=step)
 
     def on_train_epoch_end(self) -> None:

@@ -5,8 +5,9 @@ fixed probe images from the test set, the probes themselves and histograms of th
 so the Images tab's step slider replays how they evolve. It keeps the train/validation error of every
 check (read from what the LightningModule logged, which TensorBoard already has as ``train/err`` and
 ``val/err``), and at the end of fit draws the error curves and saves every picture as a PNG in the run
-directory, with or without a TensorBoard logger, and gives them to MLflow or W&B if the run logs there. When training images are augmented (``conf/augment``), it
-logs once, as training starts, the first training images before and after a random augmentation.
+directory, with or without a TensorBoard logger, and gives them to MLflow or W&B if the run logs there. When
+training images are augmented (``conf/augment``), it logs once, as training starts, the first training images
+before and after a random augmentation.
 
 It only reads the model, under ``torch.no_grad``, and draws no random numbers from torch's generators (the
 augmentation picture has its own), so training is bit-identical with it on or off.

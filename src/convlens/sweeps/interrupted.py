@@ -13,7 +13,7 @@ import shlex
 import signal
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.markup import escape
 
 from convlens.cli.entry import print_error
@@ -76,7 +76,7 @@ def command(cfg: DictConfig, overrides: list[str], keep_sweep_dir: bool = False)
 def as_grids(jobs: list[list[str]]) -> list[list[str]]:
     """Jobs (each its key=value items, keys in one order) as few Hydra sweeps whose grids hold exactly these jobs:
     one sweep if they form a grid, else one per value of the first key, and so on down."""
-    columns = [list(dict.fromkeys(items)) for items in zip(*jobs)]
+    columns = [list(dict.fromkeys(items)) for items in zip(*jobs, strict=False)]
     if math.prod(len(column) for column in columns) == len(jobs):
         return [[joined(column) for column in columns]]
     groups: dict[str, list[list[str]]] = {}

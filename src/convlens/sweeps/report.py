@@ -479,7 +479,7 @@ def write_plot(report: SweepReport, path: Path) -> None:
     figure = Figure(figsize=(max(3.6 * len(keys), 6), 5.2))
     top, bottom = figure.subfigures(2, 1, height_ratios=(3.2, 2.0), squeeze=False)[:, 0]
     axes = top.subplots(1, len(keys), squeeze=False, sharey=True)
-    for ax, key in zip(axes[0], keys):
+    for ax, key in zip(axes[0], keys, strict=True):
         plot_metric(ax, report, key)
     axes[0][0].set_ylabel(f"{report.metric} (%)" if percent(report.metric) else report.metric)
     top.suptitle(f"{report.metric}: {report.counts()} (best in red)", fontsize=10)
@@ -529,7 +529,7 @@ def print_report(report: SweepReport, console: Console | None = None, name: str 
                         f"best by {report.mode} {report.metric} ★")
     for index, column in enumerate(columns(report)):
         table.add_column(column, justify="left" if index < len(report.swept) else "right")
-    for cells, row in zip(table_rows(report), report.rows):
+    for cells, row in zip(table_rows(report), report.rows, strict=True):
         table.add_row(*cells, style="bold green" if row.best else None)
     console.print(table)
     if report.common:

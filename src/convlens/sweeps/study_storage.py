@@ -14,9 +14,9 @@ import stat
 from pathlib import Path
 
 import optuna
-from optuna.study import StudyDirection
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
+from optuna.study import StudyDirection
 
 from convlens.errors import ConvlensError
 

@@ -41,7 +41,8 @@ def trial_by_number(study: optuna.Study, number: int) -> optuna.Trial:
         if frozen.number == number:
             if not hasattr(frozen, "_trial_id"):
                 raise ConvlensError(f"optuna {optuna.__version__} has no FrozenTrial._trial_id, which convlens reads "
-                                    f"(written for optuna {OPTUNA_WRITTEN_FOR}); pip install optuna=={OPTUNA_WRITTEN_FOR}")
+                                    f"(written for optuna {OPTUNA_WRITTEN_FOR}); "
+                                    f"pip install optuna=={OPTUNA_WRITTEN_FOR}")
             return optuna.Trial(study, frozen._trial_id)
     raise ConvlensError(f"the study {study.study_name} has no trial {number}; a search job is started by the "
                         "sweeper, with hydra.job.num = its trial number")

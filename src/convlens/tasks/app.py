@@ -158,7 +158,7 @@ class LiveLook:
         probabilities = lens.model(batch).exp()[0]
         conv1_maps, conv2_maps = lens.model.net.features(batch)
         best = probabilities.topk(min(self.top_k, len(lens.classes)))
-        top = {lens.classes[int(i)]: float(p) for p, i in zip(best.values, best.indices)}
+        top = {lens.classes[int(i)]: float(p) for p, i in zip(best.values, best.indices, strict=True)}
         return (top, draw.to_pil(draw.feature_maps(conv1_maps, self.style)),
                 draw.to_pil(draw.feature_maps(conv2_maps, self.style)))
 
@@ -302,7 +302,7 @@ def page(look: LiveLook, cfg: DictConfig) -> Any:
                                      "input")
                 message = gr.HTML(label="input", elem_id="message")
             columns: dict[str, dict[str, Any]] = {}
-            for side, first_path in zip(SIDES, first_paths):
+            for side, first_path in zip(SIDES, first_paths, strict=True):
                 with gr.Column(scale=2, min_width=app.checkpoint_column_px):
                     columns[side] = {
                         "ckpt": gr.Textbox(value=first_path, label="checkpoint (a .ckpt file, or last)",

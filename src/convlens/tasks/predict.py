@@ -10,8 +10,8 @@ import csv
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig, ListConfig
@@ -84,7 +84,8 @@ def conversion_for(model: ConvNetClassifier, convert: str) -> str:
 
 
 def load_image(path: Path, conversion: str, image_size: int, preprocess: DictConfig) -> torch.Tensor:
-    """(1, image_size, image_size) in [0, 1]; unreadable files raise the one-line errors of ``convlens.data.own_images``."""
+    """(1, image_size, image_size) in [0, 1]; unreadable files raise the one-line errors of
+    ``convlens.data.own_images``."""
     if conversion == "digit":
         settings = cast("Mapping[str, Any]", preprocess)  # OmegaConf types keys loosely; these are conf/'s names
         return load_digit(path, **{**settings, "size": image_size})
@@ -115,7 +116,7 @@ def classify(model: ConvNetClassifier, paths: list[Path], conversion: str, prepr
         for start in range(0, len(inputs), batch_size):
             probabilities = model(torch.stack(inputs[start:start + batch_size])).exp()
             best = probabilities.topk(k, dim=1)
-            for prediction, values, indices in zip(readable[start:start + batch_size], best.values, best.indices):
+            for prediction, values, indices in zip(readable[start:start + batch_size], best.values, best.indices, strict=True):
                 prediction.classes = [names[int(i)] for i in indices]
                 prediction.probabilities = [float(v) for v in values]
     return predictions
@@ -128,7 +129,7 @@ def write_csv(predictions: list[Prediction], top_k: int, path: Path) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["image", "class", "probability", *extra, "error"])
         for p in predictions:
-            ranked = [value for pair in zip(p.classes, (f"{q:.6f}" for q in p.probabilities)) for value in pair]
+            ranked = [value for pair in zip(p.classes, (f"{q:.6f}" for q in p.probabilities), strict=True) for value in pair]
             writer.writerow([str(p.image), *ranked, *[""] * (2 * top_k - len(ranked)), p.error])
     return path
 
@@ -139,7 +140,7 @@ def show(predictions: list[Prediction], top_k: int) -> None:
         if p.error:
             table.add_row(escape(p.image.name), "[red]error", "", f"[red]{escape(p.error)}")
         else:
-            ranked = ", ".join(f"{name} {q:.1%}" for name, q in zip(p.classes, p.probabilities))
+            ranked = ", ".join(f"{name} {q:.1%}" for name, q in zip(p.classes, p.probabilities, strict=True))
             table.add_row(escape(p.image.name), f"[bold]{escape(p.classes[0])}", f"{p.probabilities[0]:.1%}",
                           escape(ranked))
     say(table)
