@@ -63,13 +63,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit-val-batches", type=int, default=None, help="smoke runs: batches per validation")
     parser.add_argument("--limit-test-batches", type=int, default=None, help="smoke runs: batches of the test")
     parser.add_argument("--val-check-interval", type=int, default=100, help="validate every N training batches")
-    parser.add_argument("--tutorial-threads", type=int, default=None,
-                        help="torch threads for A (default: torch's own choice, as the tutorial runs)")
+    parser.add_argument(
+        "--tutorial-threads",
+        type=int,
+        default=None,
+        help="torch threads for A (default: torch's own choice, as the tutorial runs)",
+    )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where every side trains")
-    parser.add_argument("--graphs", action="store_true",
-                        help="also C: B's command with model.cuda_graphs=true, in the same rotation")
-    parser.add_argument("--convlens-root", default=str(ROOT),
-                        help="the checkout whose src/train.py is B, e.g. an older commit for a before/after")
+    parser.add_argument(
+        "--graphs", action="store_true", help="also C: B's command with model.cuda_graphs=true, in the same rotation"
+    )
+    parser.add_argument(
+        "--convlens-root",
+        default=str(ROOT),
+        help="the checkout whose src/train.py is B, e.g. an older commit for a before/after",
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for B only, e.g. trainer=gpu")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.runs < 1:
@@ -78,29 +86,60 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def tutorial_command(args: argparse.Namespace, out: Path) -> list[str]:
-    command = [sys.executable, str(ROOT / "scripts" / "tutorial_loop.py"), "--data-dir", args.data_dir,
-               "--epochs", str(args.epochs), "--val-check-interval", str(args.val_check_interval), "--out", str(out)]
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "tutorial_loop.py"),
+        "--data-dir",
+        args.data_dir,
+        "--epochs",
+        str(args.epochs),
+        "--val-check-interval",
+        str(args.val_check_interval),
+        "--out",
+        str(out),
+    ]
     if args.tutorial_threads is not None:
         command += ["--threads", str(args.tutorial_threads)]
     return command + ["--device", args.device, *limit_options(args)]
 
 
 def floor_command(args: argparse.Namespace, out: Path, graph: bool) -> list[str]:
-    command = [sys.executable, str(ROOT / "scripts" / "floor_loop.py"), "--data-dir", args.data_dir,
-               "--epochs", str(args.epochs), "--val-check-interval", str(args.val_check_interval), "--out", str(out),
-               "--device", args.device, *limit_options(args)]
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "floor_loop.py"),
+        "--data-dir",
+        args.data_dir,
+        "--epochs",
+        str(args.epochs),
+        "--val-check-interval",
+        str(args.val_check_interval),
+        "--out",
+        str(out),
+        "--device",
+        args.device,
+        *limit_options(args),
+    ]
     return command + ["--graph"] if graph else command
 
 
 def limit_options(args: argparse.Namespace) -> list[str]:
-    return [option for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches")
-            if getattr(args, name) is not None for option in ("--" + name.replace("_", "-"), str(getattr(args, name)))]
+    return [
+        option
+        for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches")
+        if getattr(args, name) is not None
+        for option in ("--" + name.replace("_", "-"), str(getattr(args, name)))
+    ]
 
 
 def convlens_command(args: argparse.Namespace, run_dir: Path) -> list[str]:
-    command = [sys.executable, str(Path(args.convlens_root) / "src" / "train.py"), f"trainer.max_epochs={args.epochs}",
-               f"trainer.val_check_interval={args.val_check_interval}", f"paths.data_dir={args.data_dir}",
-               f"hydra.run.dir={run_dir}"]
+    command = [
+        sys.executable,
+        str(Path(args.convlens_root) / "src" / "train.py"),
+        f"trainer.max_epochs={args.epochs}",
+        f"trainer.val_check_interval={args.val_check_interval}",
+        f"paths.data_dir={args.data_dir}",
+        f"hydra.run.dir={run_dir}",
+    ]
     for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         if getattr(args, name) is not None:
             command.append(f"trainer.{name}={getattr(args, name)}")
@@ -111,24 +150,32 @@ def run_process(command: list[str], log: Path) -> dict[str, float]:
     """Run ``command`` to the end: its wall seconds, and its own CPU time and peak resident memory (not ours)."""
     started = time.perf_counter()
     with open(log, "w") as output:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
         _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         raise SystemExit(f"error: {' '.join(command)} exited with {process.returncode}:\n{tail}")
-    return {"wall_seconds": round(wall, 3), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}  # ru_maxrss is in KiB
+    return {
+        "wall_seconds": round(wall, 3),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    }  # ru_maxrss is in KiB
 
 
 def run_loop(command: list[str], out: Path, log: Path) -> dict[str, Any]:
     """A, F or G: a plain script that writes its own JSON."""
     measured = run_process(command, log)
     reported = json.loads(out.read_text())
-    return {**measured, "seconds_per_epoch": reported["seconds_per_epoch"], "test_acc": reported["test_acc"],
-            "steps": reported["steps"]}
+    return {
+        **measured,
+        "seconds_per_epoch": reported["seconds_per_epoch"],
+        "test_acc": reported["test_acc"],
+        "steps": reported["steps"],
+    }
 
 
 def run_tutorial(args: argparse.Namespace, scratch: Path, index: int) -> dict[str, Any]:
@@ -146,13 +193,18 @@ def run_graph_floor(args: argparse.Namespace, scratch: Path, index: int) -> dict
     return run_loop(floor_command(args, out, graph=True), out, scratch / f"G{index}.log")
 
 
-def run_convlens(args: argparse.Namespace, scratch: Path, index: int, side: str = "B",
-                 extra: tuple[str, ...] = ()) -> dict[str, Any]:
+def run_convlens(
+    args: argparse.Namespace, scratch: Path, index: int, side: str = "B", extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     run_dir = scratch / f"{side}{index}"
     measured = run_process([*convlens_command(args, run_dir), *extra], scratch / f"{side}{index}.log")
     reported = json.loads((run_dir / "metrics.json").read_text())
-    return {**measured, "seconds_per_epoch": reported["seconds_per_epoch"], "test_acc": reported["test/acc"],
-            "steps": reported["steps"]}
+    return {
+        **measured,
+        "seconds_per_epoch": reported["seconds_per_epoch"],
+        "test_acc": reported["test/acc"],
+        "steps": reported["steps"],
+    }
 
 
 def run_convlens_graphed(args: argparse.Namespace, scratch: Path, index: int) -> dict[str, Any]:
@@ -160,37 +212,57 @@ def run_convlens_graphed(args: argparse.Namespace, scratch: Path, index: int) ->
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    return {key: {"median": statistics.median(run[key] for run in runs),
-                  "min": min(run[key] for run in runs), "max": max(run[key] for run in runs)}
-            for key, _, _ in MEASURES}
+    return {
+        key: {
+            "median": statistics.median(run[key] for run in runs),
+            "min": min(run[key] for run in runs),
+            "max": max(run[key] for run in runs),
+        }
+        for key, _, _ in MEASURES
+    }
 
 
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available()
-            else None, "python": platform.python_version(), "torch": torch.__version__,
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
-SIDE_NAMES = {"A": "A: tutorial loop", "B": "B: src/train.py", "C": "C: B with CUDA graphs", "F": "F: floor, eager",
-              "G": "G: floor, CUDA graph"}
+SIDE_NAMES = {
+    "A": "A: tutorial loop",
+    "B": "B: src/train.py",
+    "C": "C: B with CUDA graphs",
+    "F": "F: floor, eager",
+    "G": "G: floor, CUDA graph",
+}
 
 
 def report(result: dict[str, Any], console: Console) -> None:
     sides = [side for side in SIDE_NAMES if side in result["sides"]]
-    table = Table(title=f"convlens (B) vs the tutorial's loop (A) and the floor (F): {result['epochs']} epochs on "
-                        f"{result['device']}, medians of {result['runs']} runs [min–max]")
+    table = Table(
+        title=f"convlens (B) vs the tutorial's loop (A) and the floor (F): {result['epochs']} epochs on "
+        f"{result['device']}, medians of {result['runs']} runs [min–max]"
+    )
     ratio_columns = [name for name in result["ratios"]]
     for column in ("", *(SIDE_NAMES[side] for side in sides), *ratio_columns):
         table.add_column(column, justify="right" if column else "left")
     for key, label, fmt in MEASURES:
-        cells = [f"{fmt.format(s['median'])} [{fmt.format(s['min'])}–{fmt.format(s['max'])}]"
-                 for s in (result[side][key] for side in sides)]
+        cells = [
+            f"{fmt.format(s['median'])} [{fmt.format(s['min'])}–{fmt.format(s['max'])}]"
+            for s in (result[side][key] for side in sides)
+        ]
         table.add_row(label, *cells, *(f"{result['ratios'][name][key]:.2f}" for name in ratio_columns))
     console.print(table)
     for line in result["verdicts"]:
@@ -199,23 +271,30 @@ def report(result: dict[str, Any], console: Console) -> None:
 
 def verdicts(result: dict[str, Any]) -> list[str]:
     ratios, b = result["ratios"]["B/A"], result["B"]
-    lines = [f"{'met' if ratios[key] <= limit else 'MISSED'}: B/A {key} {ratios[key]:.2f} (target ≤ {limit})"
-             for key, limit in TARGETS.items()]
+    lines = [
+        f"{'met' if ratios[key] <= limit else 'MISSED'}: B/A {key} {ratios[key]:.2f} (target ≤ {limit})"
+        for key, limit in TARGETS.items()
+    ]
     rss = b["peak_rss_mb"]["max"]
     verdict = "met" if rss <= MAX_RSS_MB_B else "MISSED"
     lines.append(f"{verdict}: B's peak memory {rss:.0f} MB (target ≤ {MAX_RSS_MB_B})")
     if result["epochs"] >= 20:
         acc = b["test_acc"]["min"]
-        lines.append(f"{'met' if acc >= MIN_TEST_ACC_20_EPOCHS else 'MISSED'}: B's test accuracy {acc:.4f} "
-                     f"(target ≥ {MIN_TEST_ACC_20_EPOCHS})")
+        lines.append(
+            f"{'met' if acc >= MIN_TEST_ACC_20_EPOCHS else 'MISSED'}: B's test accuracy {acc:.4f} "
+            f"(target ≥ {MIN_TEST_ACC_20_EPOCHS})"
+        )
     if "C" in result:
         epoch, limit = result["C"]["seconds_per_epoch"]["median"], GRAPH_TARGETS["seconds_per_epoch"]
-        lines.append(f"{'met' if epoch <= limit else 'MISSED'}: C's training loop {epoch:.2f} s an epoch "
-                     f"(target ≤ {limit})")
+        lines.append(
+            f"{'met' if epoch <= limit else 'MISSED'}: C's training loop {epoch:.2f} s an epoch (target ≤ {limit})"
+        )
         if result["epochs"] == 20:
             wall, limit = result["C"]["wall_seconds"]["median"], GRAPH_TARGETS["wall_seconds_20_epochs"]
-            lines.append(f"{'met' if wall <= limit else 'MISSED'}: C's whole process {wall:.1f} s for 20 epochs "
-                         f"(target ≤ {limit})")
+            lines.append(
+                f"{'met' if wall <= limit else 'MISSED'}: C's whole process {wall:.1f} s for 20 epochs "
+                f"(target ≤ {limit})"
+            )
     return lines
 
 
@@ -242,17 +321,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "runs": args.runs,
         "device": args.device,
         "sides": list(sides),
-        "limits": {name: getattr(args, name) for name in
-                   ("limit_train_batches", "limit_val_batches", "limit_test_batches", "val_check_interval")},
+        "limits": {
+            name: getattr(args, name)
+            for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "val_check_interval")
+        },
         "overrides_B": list(args.overrides),
         "tutorial_threads": args.tutorial_threads,
         "convlens_root": args.convlens_root,
         **{name: summarise(side_runs) for name, side_runs in runs.items()},
         **{f"runs_{name}": side_runs for name, side_runs in runs.items()},
     }
-    result["ratios"] = {f"B/{name}": {key: round(result["B"][key]["median"] / result[name][key]["median"], 3)
-                                      for key, _, _ in MEASURES}
-                        for name in sides if name != "B"}
+    result["ratios"] = {
+        f"B/{name}": {key: round(result["B"][key]["median"] / result[name][key]["median"], 3) for key, _, _ in MEASURES}
+        for name in sides
+        if name != "B"
+    }
     result["verdicts"] = verdicts(result)
     report(result, console)
     out = Path(args.out)

@@ -34,8 +34,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("target", nargs="?", help="a search's sweep dir or a storage URL (default: the newest search)")
     parser.add_argument("--port", type=int, default=8080, help="the local port to serve on")
-    parser.add_argument("--multiruns", type=Path, default=PROJECT_ROOT / "logs" / "train" / "multiruns",
-                        help="where to look for the newest search")
+    parser.add_argument(
+        "--multiruns",
+        type=Path,
+        default=PROJECT_ROOT / "logs" / "train" / "multiruns",
+        help="where to look for the newest search",
+    )
     args = parser.parse_args()
     try:
         report_errors(lambda: serve(args.target, args.multiruns, args.port))

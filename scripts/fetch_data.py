@@ -1,6 +1,6 @@
 """Fetch MNIST's four raw files, verified by MD5, into <data_dir>/MNIST/raw and say where they are.
 
-    python scripts/fetch_data.py [--data-dir data]
+python scripts/fetch_data.py [--data-dir data]
 """
 
 import argparse

@@ -36,15 +36,16 @@ def load(raw: Path, split: str, device: torch.device) -> tuple[torch.Tensor, tor
     return torch.tensor(images, device=device).float().div_(255), torch.tensor(labels, device=device)
 
 
-def correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, indices: range,
-            limit: int | None) -> torch.Tensor:
+def correct(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, indices: range, limit: int | None
+) -> torch.Tensor:
     model.eval()
     right = torch.zeros((), dtype=torch.long, device=images.device)
     with torch.inference_mode():
         for number, start in enumerate(range(indices.start, indices.stop, 500)):
             if limit is not None and number >= limit:
                 break
-            right += (model(images[start:start + 500]).argmax(1) == labels[start:start + 500]).sum()
+            right += (model(images[start : start + 500]).argmax(1) == labels[start : start + 500]).sum()
     model.train()
     return right
 
@@ -111,7 +112,7 @@ def main() -> None:
     for _ in range(args.epochs):
         order = torch.randperm(count, device=device)
         for number in range(batches):
-            index = order[number * BATCH:(number + 1) * BATCH]
+            index = order[number * BATCH : (number + 1) * BATCH]
             if args.graph:
                 if len(index) < BATCH:
                     continue
@@ -127,9 +128,15 @@ def main() -> None:
     loop_seconds = time.perf_counter() - started
     tested = min(len(TEST), 500 * args.limit_test_batches) if args.limit_test_batches is not None else len(TEST)
     test_acc = correct(model, test_x, test_y, TEST, args.limit_test_batches).item() / tested
-    result = {"epochs": args.epochs, "steps": steps, "graph": args.graph, "device": str(device),
-              "loop_seconds": round(loop_seconds, 3), "seconds_per_epoch": round(loop_seconds / args.epochs, 3),
-              "test_acc": round(test_acc, 6)}
+    result = {
+        "epochs": args.epochs,
+        "steps": steps,
+        "graph": args.graph,
+        "device": str(device),
+        "loop_seconds": round(loop_seconds, 3),
+        "seconds_per_epoch": round(loop_seconds / args.epochs, 3),
+        "test_acc": round(test_acc, 6),
+    }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -44,13 +44,27 @@ SEARCHES = {
 
 
 def run_search(name: str, args: argparse.Namespace, sweep_dir: Path) -> dict[str, Any]:
-    command = [sys.executable, str(ROOT / "src" / "train.py"), "hparams_search=mnist_optuna",
-               f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweeper.n_jobs={args.jobs}",
-               f"trainer.max_epochs={args.epochs}", "threads=1", "hydra.callbacks.sweep_report.enabled=false",
-               f"hydra.sweep.dir={sweep_dir}", *SEARCHES[name], *args.overrides]
+    command = [
+        sys.executable,
+        str(ROOT / "src" / "train.py"),
+        "hparams_search=mnist_optuna",
+        f"hydra.sweeper.n_trials={args.trials}",
+        f"hydra.sweeper.n_jobs={args.jobs}",
+        f"trainer.max_epochs={args.epochs}",
+        "threads=1",
+        "hydra.callbacks.sweep_report.enabled=false",
+        f"hydra.sweep.dir={sweep_dir}",
+        *SEARCHES[name],
+        *args.overrides,
+    ]
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     if status != 0:
@@ -58,9 +72,14 @@ def run_search(name: str, args: argparse.Namespace, sweep_dir: Path) -> dict[str
         raise SystemExit(f"error: the {name} search failed:\n{process.stderr.read()[-2000:]}")
     study = optuna.load_study(study_name="mnist_optuna", storage=f"sqlite:///{sweep_dir}/optuna.db")
     states = [trial.state.name for trial in study.trials]
-    return {"search": name, "wall_seconds": round(wall, 1), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
-            "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
-            "best_val_acc": round(100 * study.best_value, 2)}
+    return {
+        "search": name,
+        "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+        "complete": states.count("COMPLETE"),
+        "pruned": states.count("PRUNED"),
+        "best_val_acc": round(100 * study.best_value, 2),
+    }
 
 
 def median(runs: list[dict[str, Any]], name: str, key: str) -> float:
@@ -72,12 +91,15 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return round(median(runs, a, key) / median(runs, b, key), 3)
 
     return {
-        "medians": {name: {key: median(runs, name, key) for key in ("wall_seconds", "cpu_seconds", "best_val_acc")}
-                    for name in SEARCHES},
+        "medians": {
+            name: {key: median(runs, name, key) for key in ("wall_seconds", "cpu_seconds", "best_val_acc")}
+            for name in SEARCHES
+        },
         "pruned/unpruned wall": ratio("pruned", "unpruned", "wall_seconds"),
         "pruned/unpruned cpu": ratio("pruned", "unpruned", "cpu_seconds"),
-        "best val points lost by pruning": round(median(runs, "unpruned", "best_val_acc")
-                                                 - median(runs, "pruned", "best_val_acc"), 2),
+        "best val points lost by pruning": round(
+            median(runs, "unpruned", "best_val_acc") - median(runs, "pruned", "best_val_acc"), 2
+        ),
         "slots/batches wall": ratio("pruned", "pruned_batches", "wall_seconds"),
     }
 
@@ -85,8 +107,11 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def cpu_model() -> str:
     """The CPU's name, which speed figures are written beside (the VM type's speed changes between days)."""
     cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-             if line.startswith("model name")] if cpuinfo.is_file() else []
+    names = (
+        [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        if cpuinfo.is_file()
+        else []
+    )
     return names[0] if names else platform.processor() or platform.machine()
 
 
@@ -102,12 +127,17 @@ def main() -> None:
     runs, names = [], list(SEARCHES)
     with tempfile.TemporaryDirectory(prefix="search_benchmark_") as scratch:
         for round_index in range(args.rounds):
-            for name in names[round_index % 3:] + names[:round_index % 3]:
+            for name in names[round_index % 3 :] + names[: round_index % 3]:
                 runs.append(run_search(name, args, Path(scratch) / f"{name}_{round_index}"))
                 print(json.dumps(runs[-1]), flush=True)
-    result = {"date": datetime.date.today().isoformat(), "machine": cpu_model(),
-              "cores": os.cpu_count(), "args": vars(args) | {"out": str(args.out)}, "runs": runs,
-              "summary": summary(runs)}
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "machine": cpu_model(),
+        "cores": os.cpu_count(),
+        "args": vars(args) | {"out": str(args.out)},
+        "runs": runs,
+        "summary": summary(runs),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["summary"], indent=2))

@@ -22,10 +22,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a search's sweep dir (its optuna.db and multirun.yaml)")
     parser.add_argument("--out", type=Path, help="where to write the JSON (default: print it only)")
-    parser.add_argument("--cpu-seconds", type=float,
-                        help="the search command's CPU time, user + sys (e.g. from /usr/bin/time -v), for hours.cpu")
+    parser.add_argument(
+        "--cpu-seconds",
+        type=float,
+        help="the search command's CPU time, user + sys (e.g. from /usr/bin/time -v), for hours.cpu",
+    )
     args = parser.parse_args()
-    text = json.dumps(report_errors(lambda: summarise_search(args.sweep_dir, args.cpu_seconds)), indent=2, default=str) + "\n"
+    text = (
+        json.dumps(report_errors(lambda: summarise_search(args.sweep_dir, args.cpu_seconds)), indent=2, default=str)
+        + "\n"
+    )
     if args.out:
         with replaced_atomically(args.out) as tmp:
             tmp.write_text(text)

@@ -19,10 +19,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun dir: one folder per job, each with .hydra/")
     parser.add_argument("--metric", default="val/acc_best", help="the metrics.json key that picks the best row")
-    parser.add_argument("--mode", choices=("max", "min"),
-                        help="max for accuracies, min for errors (default: the search's direction, else max)")
-    parser.add_argument("--replace", action="store_true",
-                        help="write report.md/.csv/.png even when ranking by another metric or mode than the sweep's")
+    parser.add_argument(
+        "--mode",
+        choices=("max", "min"),
+        help="max for accuracies, min for errors (default: the search's direction, else max)",
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="write report.md/.csv/.png even when ranking by another metric or mode than the sweep's",
+    )
     args = parser.parse_args()
     report = report_errors(lambda: build_report(args.sweep_dir, args.metric, args.mode))
     assert report is not None  # report_errors returns None only inside a Hydra multirun job; this script is none

@@ -94,8 +94,11 @@ def main() -> None:
             running_loss += loss.item()
             if (i + 1) % args.val_check_interval == 0:
                 val_acc = accuracy(model, val_loader, args.limit_val_batches, device)
-                print(f"epoch {epoch + 1} batch {i + 1}: loss {running_loss / args.val_check_interval:.3f}, "
-                      f"val acc {val_acc:.4f}", flush=True)
+                print(
+                    f"epoch {epoch + 1} batch {i + 1}: loss {running_loss / args.val_check_interval:.3f}, "
+                    f"val acc {val_acc:.4f}",
+                    flush=True,
+                )
                 running_loss = 0.0
     loop_seconds = time.perf_counter() - loop_started
 

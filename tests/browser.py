@@ -8,8 +8,9 @@ import shutil
 import pytest
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-needs_chromium = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                    reason="no chromium + chromedriver: apt-get install chromium chromium-driver")
+needs_chromium = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER), reason="no chromium + chromedriver: apt-get install chromium chromium-driver"
+)
 
 
 def chromium(width: int = 1600, height: int = 1400):
@@ -19,8 +20,13 @@ def chromium(width: int = 1600, height: int = 1400):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     f"--window-size={width},{height}"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--window-size={width},{height}",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)

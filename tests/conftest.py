@@ -53,21 +53,27 @@ def train_config(tmp_path: Path, data_dir: Path):
     """Compose ``train.yaml`` for a tiny real CPU run in ``tmp_path``."""
 
     def make(*overrides: str) -> DictConfig:
-        base = ["trainer=cpu", f"paths.data_dir={data_dir}", "callbacks.rich_progress_bar=null",
-                "trainer.enable_model_summary=false"]
+        base = [
+            "trainer=cpu",
+            f"paths.data_dir={data_dir}",
+            "callbacks.rich_progress_bar=null",
+            "trainer.enable_model_summary=false",
+        ]
         return compose_config("train", [*base, *overrides], tmp_path)
 
     return make
 
 
-def run_entry(script: str, *overrides: str, cwd: Path = PROJECT_ROOT, check: bool = True,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_entry(
+    script: str, *overrides: str, cwd: Path = PROJECT_ROOT, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``src/<script>`` as a user would, in a fresh process."""
     command = [sys.executable, str(PROJECT_ROOT / "src" / script), *overrides]
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
-        raise AssertionError(f"{script} failed ({result.returncode}):\n"
-                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise AssertionError(
+            f"{script} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     return result
 
 

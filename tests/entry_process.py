@@ -15,8 +15,16 @@ import sys
 from pathlib import Path
 from unittest.mock import patch
 
-PRELOAD = ["torch", "torchvision", "pytorch_lightning", "torchmetrics", "hydra", "omegaconf", "matplotlib.pyplot",
-           "convlens.tasks.train"]
+PRELOAD = [
+    "torch",
+    "torchvision",
+    "pytorch_lightning",
+    "torchmetrics",
+    "hydra",
+    "omegaconf",
+    "matplotlib.pyplot",
+    "convlens.tasks.train",
+]
 
 
 def run_script(script: str, args: list[str], cwd: str, env: dict[str, str], log: str) -> None:

@@ -38,6 +38,10 @@ class SignalAt(Callback):
 
 def signal_at(signal_name: str, step: int, during_validation: bool = False, times: int = 1) -> list[str]:
     """The overrides that add ``SignalAt`` to a run of src/train.py (tests/ must be on its PYTHONPATH)."""
-    return [f"+callbacks.signal_at._target_={__name__}.SignalAt", f"+callbacks.signal_at.signal_name={signal_name}",
-            f"+callbacks.signal_at.step={step}", f"+callbacks.signal_at.during_validation={during_validation}",
-            f"+callbacks.signal_at.times={times}"]
+    return [
+        f"+callbacks.signal_at._target_={__name__}.SignalAt",
+        f"+callbacks.signal_at.signal_name={signal_name}",
+        f"+callbacks.signal_at.step={step}",
+        f"+callbacks.signal_at.during_validation={during_validation}",
+        f"+callbacks.signal_at.times={times}",
+    ]

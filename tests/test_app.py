@@ -31,9 +31,19 @@ pytestmark = pytest.mark.slow
 gradio_client = pytest.importorskip("gradio_client", reason="the app extra is not installed: pip install -e '.[app]'")
 
 # A few hundred real MNIST steps at a high learning rate: a classifier that gets most test digits right.
-TINY = ("trainer=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=300", "trainer.limit_val_batches=1",
-        "model.optimizer.lr=0.03", "test=false", "threads=1", "callbacks.rich_progress_bar=null",
-        "callbacks.convnet_pictures=null", "logger=csv", "trainer.enable_model_summary=false")
+TINY = (
+    "trainer=cpu",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=300",
+    "trainer.limit_val_batches=1",
+    "model.optimizer.lr=0.03",
+    "test=false",
+    "threads=1",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.convnet_pictures=null",
+    "logger=csv",
+    "trainer.enable_model_summary=false",
+)
 DIGITS = (100, 0, 1, 2, 3)  # test images: a 6, a 7, a 2, a 1, a 0
 
 
@@ -44,9 +54,13 @@ def side(tiles: int, tile_px: int) -> int:
 
 # (width, height) of each picture for one image; kernels 5x5 -> 80 px, maps 28x28 and 14x14 -> 84 px;
 # torchvision's make_grid frames no single tile, so the input alone has no separators.
-SIZES = {"input": (84, 84), "feature_maps_conv1": (side(4, 84), side(1, 84)),
-         "feature_maps_conv2": (side(8, 84), side(1, 84)), "kernels_conv1": (side(4, 80), side(1, 80)),
-         "kernels_conv2": (side(8, 80), side(4, 80))}
+SIZES = {
+    "input": (84, 84),
+    "feature_maps_conv1": (side(4, 84), side(1, 84)),
+    "feature_maps_conv2": (side(8, 84), side(1, 84)),
+    "kernels_conv1": (side(4, 80), side(1, 80)),
+    "kernels_conv2": (side(8, 80), side(4, 80)),
+}
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +95,19 @@ class Server:
         env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp / "gradio")}
         with open(self.console, "w") as console:
             self.process = subprocess.Popen(
-                [sys.executable, str(PROJECT_ROOT / "src" / "app.py"), f"app.port={self.port}",
-                 f"paths.data_dir={data_dir}", f"paths.log_dir={tmp / 'logs'}", *overrides],
-                cwd=PROJECT_ROOT, stdout=console, stderr=subprocess.STDOUT, env=env)
+                [
+                    sys.executable,
+                    str(PROJECT_ROOT / "src" / "app.py"),
+                    f"app.port={self.port}",
+                    f"paths.data_dir={data_dir}",
+                    f"paths.log_dir={tmp / 'logs'}",
+                    *overrides,
+                ],
+                cwd=PROJECT_ROOT,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
 
     def wait_until_serving(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -134,7 +158,9 @@ def size_of(path: str) -> tuple[int, int]:
 def paper_digit(test_set, index: int, path: Path) -> Path:
     """Test image ``index`` as a scan would show it: dark ink on white, 140x140 pixels."""
     ink = test_set[index][0][0].numpy()
-    Image.fromarray(((1 - ink) * 255).astype("uint8"), mode="L").resize((140, 140), Image.Resampling.BILINEAR).save(path)
+    Image.fromarray(((1 - ink) * 255).astype("uint8"), mode="L").resize((140, 140), Image.Resampling.BILINEAR).save(
+        path
+    )
     return path
 
 
@@ -145,7 +171,8 @@ def data_url(path: Path) -> str:
 def test_the_api_predicts_test_digits_and_returns_every_picture(client, checkpoint, test_set):
     for index in DIGITS:
         (seen, message, status_a, top_a, conv1_a, conv2_a, status_b, top_b, conv1_b, conv2_b) = client.predict(
-            index, str(checkpoint), str(checkpoint), api_name="/look_at_test_image")
+            index, str(checkpoint), str(checkpoint), api_name="/look_at_test_image"
+        )
         expected = direct_prediction(checkpoint, test_set[index][0])
         assert top_a["label"] == top_b["label"] == expected, f"test image {index}"
         assert len(top_a["confidences"]) == 3 and f"test image {index} (a {test_set[index][1]})" in message
@@ -153,8 +180,10 @@ def test_the_api_predicts_test_digits_and_returns_every_picture(client, checkpoi
         assert size_of(seen) == SIZES["input"]
         assert size_of(conv1_a) == size_of(conv1_b) == SIZES["feature_maps_conv1"]
         assert size_of(conv2_a) == size_of(conv2_b) == SIZES["feature_maps_conv2"]
-    correct = sum(client.predict(i, str(checkpoint), "", api_name="/look_at_test_image")[3]["label"]
-                  == str(test_set[i][1]) for i in DIGITS)
+    correct = sum(
+        client.predict(i, str(checkpoint), "", api_name="/look_at_test_image")[3]["label"] == str(test_set[i][1])
+        for i in DIGITS
+    )
     assert correct >= 4, "the tiny classifier should know most of these clear digits"
 
 
@@ -163,8 +192,7 @@ def test_an_upload_and_a_drawing_are_converted_as_predict_py_converts_a_file(cli
     for index in DIGITS[:3]:
         scan = paper_digit(test_set, index, tmp_path / f"digit{index}.png")
         expected = direct_prediction(checkpoint, load_digit(scan, **preprocess))
-        uploaded = client.predict(gradio_client.handle_file(str(scan)), str(checkpoint), "",
-                                  api_name="/look_at_upload")
+        uploaded = client.predict(gradio_client.handle_file(str(scan)), str(checkpoint), "", api_name="/look_at_upload")
         drawn = client.predict(data_url(scan), str(checkpoint), "", api_name="/look_at_drawing")
         assert uploaded[3]["label"] == drawn[3]["label"] == expected
         assert f"digit{index}.png" in uploaded[1] and "your drawing" in drawn[1]
@@ -179,31 +207,48 @@ def test_a_checkpoint_brings_its_kernels(client, checkpoint):
 
 def rgb_checkpoint(path: Path) -> Path:
     """A readable checkpoint of a network for 3-channel 32x32 pictures, as data=imagefolder trains."""
-    model = ConvNetClassifier(net={"in_channels": 3, "image_size": 32, "num_classes": 10},
-                              optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01})
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                "pytorch-lightning_version": pl.__version__}, path)
+    model = ConvNetClassifier(
+        net={"in_channels": 3, "image_size": 32, "num_classes": 10},
+        optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01},
+    )
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": dict(model.hparams),
+            "pytorch-lightning_version": pl.__version__,
+        },
+        path,
+    )
     return path
 
 
 def test_bad_files_get_one_line_on_the_page_and_console_and_the_app_keeps_serving(
-        client, server, checkpoint, test_set, tmp_path):
+    client, server, checkpoint, test_set, tmp_path
+):
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_text("not a picture")
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(checkpoint.read_bytes()[:5000])
     upload = gradio_client.handle_file(str(not_an_image))
     cases = {
-        "upload": (client.predict(upload, str(checkpoint), "", api_name="/look_at_upload")[1],
-                   "the upload notes.png is not an image Pillow can read"),
-        "drawing": (client.predict("data:image/png;base64,!!", str(checkpoint), "", api_name="/look_at_drawing")[1],
-                    "the drawing is not a PNG data URL"),
-        "index": (client.predict(10000, str(checkpoint), "", api_name="/look_at_test_image")[1],
-                  "test image 10000 does not exist; pick an index from 0 to 9999"),
+        "upload": (
+            client.predict(upload, str(checkpoint), "", api_name="/look_at_upload")[1],
+            "the upload notes.png is not an image Pillow can read",
+        ),
+        "drawing": (
+            client.predict("data:image/png;base64,!!", str(checkpoint), "", api_name="/look_at_drawing")[1],
+            "the drawing is not a PNG data URL",
+        ),
+        "index": (
+            client.predict(10000, str(checkpoint), "", api_name="/look_at_test_image")[1],
+            "test image 10000 does not exist; pick an index from 0 to 9999",
+        ),
         "missing": (client.predict(str(tmp_path / "gone.ckpt"), api_name="/checkpoint_b")[3], "does not exist"),
         "truncated": (client.predict(str(truncated), api_name="/checkpoint_b")[3], "is not a checkpoint"),
-        "architecture": (client.predict(str(rgb_checkpoint(tmp_path / "rgb.ckpt")), api_name="/checkpoint_b")[3],
-                         "is a network for 3-channel 32x32 images, not for 28x28 grayscale digits"),
+        "architecture": (
+            client.predict(str(rgb_checkpoint(tmp_path / "rgb.ckpt")), api_name="/checkpoint_b")[3],
+            "is a network for 3-channel 32x32 images, not for 28x28 grayscale digits",
+        ),
     }
     console = server.console.read_text()
     for name, (shown, expected) in cases.items():
@@ -229,9 +274,11 @@ def blank_png_url(width: int, height: int) -> str:
 
 def test_a_huge_drawing_and_a_fractional_index_are_refused_as_uploads_are(client, server, checkpoint):
     cases = {  # preprocess.max_pixels is 50,000,000; Pillow itself refuses above about 179 million
-        "huge": (blank_png_url(8000, 8000),
-                 "the drawing is 8000x8000 = 64,000,000 pixels, more than the 50,000,000 allowed; scale it down "
-                 "or raise preprocess.max_pixels"),
+        "huge": (
+            blank_png_url(8000, 8000),
+            "the drawing is 8000x8000 = 64,000,000 pixels, more than the 50,000,000 allowed; scale it down "
+            "or raise preprocess.max_pixels",
+        ),
         "bomb": (blank_png_url(14000, 14000), "the drawing is far too large"),
     }
     for name, (drawing, expected) in cases.items():
@@ -250,13 +297,24 @@ def test_a_port_in_use_is_one_line_naming_it_and_the_key(tmp_path, data_dir):
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, str(PROJECT_ROOT / "src" / "app.py"), f"app.port={port}", f"paths.data_dir={data_dir}",
-             f"paths.log_dir={tmp_path / 'logs'}", "ckpt_path=null"],
-            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+            [
+                sys.executable,
+                str(PROJECT_ROOT / "src" / "app.py"),
+                f"app.port={port}",
+                f"paths.data_dir={data_dir}",
+                f"paths.log_dir={tmp_path / 'logs'}",
+                "ckpt_path=null",
+            ],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert result.returncode == 1 and "Traceback" not in result.stderr + result.stdout
     assert result.stderr.strip().splitlines() == [
         f"error: port {port} on 127.0.0.1 is already in use (another app, or this one still running); stop that, "
-        f"or serve on another port: app.port={port + 1}"]
+        f"or serve on another port: app.port={port + 1}"
+    ]
 
 
 def test_ckpt_path_last_picking_a_run_that_is_not_mnist_says_so_and_what_it_classifies(tmp_path, data_dir):
@@ -266,11 +324,14 @@ def test_ckpt_path_last_picking_a_run_that_is_not_mnist_says_so_and_what_it_clas
     server = Server(tmp_path, data_dir, "ckpt_path=last")
     try:
         server.wait_until_serving()
-        line = (f"ckpt_path=last picked the newest run, {newest.resolve()}, which classifies one, two, zero, not "
-                "MNIST's digits; pass ckpt_path=<an MNIST run's checkpoint> to look at digits")
+        line = (
+            f"ckpt_path=last picked the newest run, {newest.resolve()}, which classifies one, two, zero, not "
+            "MNIST's digits; pass ckpt_path=<an MNIST run's checkpoint> to look at digits"
+        )
         assert f"checkpoint {line}" in server.console.read_text()
         status = gradio_client.Client(server.url, verbose=False).predict(
-            100, "last", "", api_name="/look_at_test_image")[2]
+            100, "last", "", api_name="/look_at_test_image"
+        )[2]
         assert line in html.unescape(status)
     finally:
         server.stop()
@@ -278,10 +339,19 @@ def test_ckpt_path_last_picking_a_run_that_is_not_mnist_says_so_and_what_it_clas
 
 def folder_checkpoint(path: Path, class_names: list[str]) -> Path:
     """A readable checkpoint of a grayscale 28x28 network for ``class_names``, as data=imagefolder writes one."""
-    model = ConvNetClassifier(net={"num_classes": len(class_names)}, class_names=class_names,
-                              optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01})
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                "pytorch-lightning_version": pl.__version__}, path)
+    model = ConvNetClassifier(
+        net={"num_classes": len(class_names)},
+        class_names=class_names,
+        optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01},
+    )
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": dict(model.hparams),
+            "pytorch-lightning_version": pl.__version__,
+        },
+        path,
+    )
     return path
 
 
@@ -304,13 +374,22 @@ def test_a_stroke_drawn_in_chromium_is_classified_on_the_page(server, checkpoint
         WebDriverWait(browser, 30).until(lambda _: "your drawing: predicted" in status())
         shown = browser.find_element(By.CSS_SELECTOR, "#prediction-a [data-testid='label-output-value']").text
         drawing = tmp_path / "drawing.png"
-        drawing.write_bytes(base64.b64decode(browser.execute_script(
-            "return document.querySelector('#drawing canvas').toDataURL('image/png')").partition(",")[2]))
+        drawing.write_bytes(
+            base64.b64decode(
+                browser.execute_script(
+                    "return document.querySelector('#drawing canvas').toDataURL('image/png')"
+                ).partition(",")[2]
+            )
+        )
         urls = requested_urls(browser)
     finally:
         browser.quit()
     preprocess = compose_config("app", [], tmp_path).preprocess
     assert shown == direct_prediction(checkpoint, load_digit(drawing, **preprocess))
-    outside = sorted(url for url in urls if url.startswith(("http:", "https:", "ws:", "wss:"))
-                     and not url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:")))
+    outside = sorted(
+        url
+        for url in urls
+        if url.startswith(("http:", "https:", "ws:", "wss:"))
+        and not url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:"))
+    )
     assert not outside, f"the page fetched from outside this machine: {outside}"

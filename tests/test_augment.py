@@ -24,10 +24,19 @@ from test_config_errors import hydra_error
 AUGMENTATIONS = ("shift", "affine", "elastic")
 DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 # 2 epochs of 20 steps, validation and a step checkpoint every 10 steps.
-RUN = ("trainer.max_epochs=2", "trainer.limit_train_batches=20", "trainer.val_check_interval=10",
-       "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "callbacks.step_checkpoint.every_n_train_steps=10",
-       "model.optimizer.lr=0.05", "trainer.deterministic=true", "trainer.enable_model_summary=false",
-       "callbacks.rich_progress_bar=null", "trainer=cpu")
+RUN = (
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=20",
+    "trainer.val_check_interval=10",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "callbacks.step_checkpoint.every_n_train_steps=10",
+    "model.optimizer.lr=0.05",
+    "trainer.deterministic=true",
+    "trainer.enable_model_summary=false",
+    "callbacks.rich_progress_bar=null",
+    "trainer=cpu",
+)
 
 
 def augmentation(option: str, tmp_path: Path) -> BatchAugment:
@@ -75,17 +84,28 @@ def test_a_shift_moves_each_image_by_its_own_offset_in_pixels():
     centre_x = (moved[:, 0] * torch.arange(28.0)).sum(dim=(1, 2)) / mass
     centre_y = (moved[:, 0] * torch.arange(28.0).unsqueeze(1)).sum(dim=(1, 2)) / mass
     # Bilinear interpolation keeps the centre of mass exact: the dot moved against the read offset.
-    assert torch.allclose(torch.stack([centre_x, centre_y], dim=1), torch.tensor([10.5, 12.5]) - read_offset_px,
-                          atol=1e-4)
+    assert torch.allclose(
+        torch.stack([centre_x, centre_y], dim=1), torch.tensor([10.5, 12.5]) - read_offset_px, atol=1e-4
+    )
 
 
-@pytest.mark.parametrize(("override", "line"), [
-    ("augment.max_shift_px=-1", "augment.max_shift_px=-1 must be a number at least 0; try augment.max_shift_px=2.0"),
-    ("augment.max_rotation_deg=181",
-     "augment.max_rotation_deg=181 must be at least 0 and at most 180; try augment.max_rotation_deg=10.0"),
-    ("augment.max_scale_change=1", "augment.max_scale_change=1 must be at least 0 and below 1; "
-                                   "try augment.max_scale_change=0.1"),
-])
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        (
+            "augment.max_shift_px=-1",
+            "augment.max_shift_px=-1 must be a number at least 0; try augment.max_shift_px=2.0",
+        ),
+        (
+            "augment.max_rotation_deg=181",
+            "augment.max_rotation_deg=181 must be at least 0 and at most 180; try augment.max_rotation_deg=10.0",
+        ),
+        (
+            "augment.max_scale_change=1",
+            "augment.max_scale_change=1 must be at least 0 and below 1; try augment.max_scale_change=0.1",
+        ),
+    ],
+)
 def test_bad_strengths_are_refused_in_one_line(override, line, tmp_path):
     with pytest.raises(ConvlensError) as error:
         check_train_config(compose_config("train", ["augment=affine", override], tmp_path))
@@ -95,7 +115,8 @@ def test_bad_strengths_are_refused_in_one_line(override, line, tmp_path):
 def test_an_unknown_augmentation_lists_the_real_ones():
     assert hydra_error_line(hydra_error("augment=mixup")) == (
         "augment=mixup is not an option: there is no conf/augment/mixup.yaml; choose augment=affine, "
-        "augment=elastic, augment=none, augment=shift")
+        "augment=elastic, augment=none, augment=shift"
+    )
 
 
 WATCHERS: dict[str, WhatTheNetSees] = {}
@@ -161,20 +182,29 @@ def run(tmp_path_factory, name: str, data_dir: Path, *overrides: str) -> dict:
     watch = ["+callbacks.watch._target_=test_augment.WhatTheNetSees", f"+callbacks.watch.name={name}"]
     metrics = train(compose_config("train", [f"paths.data_dir={data_dir}", *RUN, *watch, *overrides], run_dir))
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    return {"metrics": metrics, "last": last, "dir": run_dir, "rng_end": torch.get_rng_state(),
-            "watcher": WATCHERS[name]}
+    return {
+        "metrics": metrics,
+        "last": last,
+        "dir": run_dir,
+        "rng_end": torch.get_rng_state(),
+        "watcher": WATCHERS[name],
+    }
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, data_dir):
     mid_epoch = tmp_path_factory.mktemp("kept") / "step30.ckpt"
-    keep = ["+callbacks.keep._target_=test_augment.KeepCheckpointAt", "+callbacks.keep.step=30",
-            f"+callbacks.keep.target={mid_epoch}"]
+    keep = [
+        "+callbacks.keep._target_=test_augment.KeepCheckpointAt",
+        "+callbacks.keep.step=30",
+        f"+callbacks.keep.target={mid_epoch}",
+    ]
     return {
         "affine": run(tmp_path_factory, "affine", data_dir, "augment=affine", *keep),
         "affine_again": run(tmp_path_factory, "affine_again", data_dir, "augment=affine"),
-        "affine_one_step_per_call": run(tmp_path_factory, "affine_1", data_dir, "augment=affine",
-                                        "model.steps_per_call=1"),
+        "affine_one_step_per_call": run(
+            tmp_path_factory, "affine_1", data_dir, "augment=affine", "model.steps_per_call=1"
+        ),
         "resumed": run(tmp_path_factory, "resumed", data_dir, "augment=affine", f"ckpt_path={mid_epoch}"),
         "none": run(tmp_path_factory, "none", data_dir, "augment=none"),
         "absent": run(tmp_path_factory, "absent", data_dir, "~augment"),
@@ -195,15 +225,17 @@ def test_none_trains_bit_identically_to_no_augment_group_and_draws_no_random_num
     assert runs["none"]["last"]["hyper_parameters"]["augment"] is None
     none, absent, affine = (runs[name]["watcher"] for name in ("none", "absent", "affine"))
     assert torch.equal(none.rng_after_first_call, absent.rng_after_first_call)
-    assert not torch.equal(affine.rng_after_first_call, none.rng_after_first_call), \
+    assert not torch.equal(affine.rng_after_first_call, none.rng_after_first_call), (
         "augmentation draws from the same generator, so the comparison above can fail"
+    )
 
 
 @pytest.mark.slow
 def test_a_seeded_augmented_run_is_repeatable(runs):
     same_training(runs["affine"], runs["affine_again"])
-    assert not torch.equal(runs["affine"]["last"]["state_dict"]["net.conv1.weight"],
-                           runs["none"]["last"]["state_dict"]["net.conv1.weight"])
+    assert not torch.equal(
+        runs["affine"]["last"]["state_dict"]["net.conv1.weight"], runs["none"]["last"]["state_dict"]["net.conv1.weight"]
+    )
 
 
 @pytest.mark.slow

@@ -15,9 +15,18 @@ from convlens.faults.checkpoints import checkpoint_to_resume, load_classifier, n
 from convlens.models.classifier import ConvNetClassifier
 from convlens.tasks.train import train
 
-TINY_RUN = ["trainer=cpu", "callbacks.rich_progress_bar=null", "trainer.enable_model_summary=false", "~logger",
-            "trainer.max_epochs=1", "trainer.limit_train_batches=10", "trainer.val_check_interval=10",
-            "trainer.limit_val_batches=1", "test=false", "threads=1"]
+TINY_RUN = [
+    "trainer=cpu",
+    "callbacks.rich_progress_bar=null",
+    "trainer.enable_model_summary=false",
+    "~logger",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=10",
+    "trainer.val_check_interval=10",
+    "trainer.limit_val_batches=1",
+    "test=false",
+    "threads=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +65,7 @@ def test_damaged_weights_are_caught_by_their_crc(trained, tmp_path):
     with zipfile.ZipFile(trained) as archive:  # flip bytes inside the largest tensor's record
         member = max(archive.infolist(), key=lambda info: info.file_size)
         start = member.header_offset + 30 + len(member.filename) + len(member.extra) + 100
-    payload[start:start + 16] = bytes(16)
+    payload[start : start + 16] = bytes(16)
     damaged.write_bytes(bytes(payload))
     with pytest.raises(ConvlensError) as error:
         load_classifier(damaged)
@@ -94,16 +103,18 @@ def test_ckpt_path_last_picks_the_newest_runs_last_ckpt(trained, tmp_path, data_
     (runs / "2026-01-03_00-00-00_3" / "checkpoints").mkdir(parents=True)  # a run that saved nothing
     assert newest_last_checkpoint(runs) == runs / "2026-01-02_00-00-00_2" / "checkpoints" / "last.ckpt"
 
-    metrics = resume(tmp_path / "resumed", data_dir, "ckpt_path=last", f"paths.log_dir={tmp_path / 'logs'}",
-                     "trainer.max_epochs=2")
+    metrics = resume(
+        tmp_path / "resumed", data_dir, "ckpt_path=last", f"paths.log_dir={tmp_path / 'logs'}", "trainer.max_epochs=2"
+    )
     assert metrics["steps"] == 20  # 10 restored + 10 more
 
 
 def test_a_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(ConvlensError) as error:
         checkpoint_to_resume(tmp_path / "nope.ckpt", tmp_path, torch.nn.Linear(1, 1))
-    assert one_line(error) == (f"checkpoint {tmp_path / 'nope.ckpt'} does not exist; "
-                               "pass ckpt_path=<run dir>/checkpoints/<name>.ckpt")
+    assert one_line(error) == (
+        f"checkpoint {tmp_path / 'nope.ckpt'} does not exist; pass ckpt_path=<run dir>/checkpoints/<name>.ckpt"
+    )
 
 
 def test_a_checkpoint_that_would_run_code_is_refused_unopened(tmp_path):

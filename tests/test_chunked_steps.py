@@ -24,20 +24,32 @@ from cpu_graphs import record_graphed_steps
 
 # 2 epochs of 25 steps, validation every 10 steps (after steps 10 and 20 of each epoch, never after step 25),
 # a step checkpoint every 10, the loss written every 3 steps, a cosine schedule stepped per epoch.
-RUN = ("trainer.max_epochs=2", "trainer.limit_train_batches=25", "trainer.val_check_interval=10",
-       "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "trainer.log_every_n_steps=3",
-       "callbacks.step_checkpoint.every_n_train_steps=10", "model/scheduler=cosine", "model.optimizer.lr=0.02",
-       "trainer.deterministic=true")
+RUN = (
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=25",
+    "trainer.val_check_interval=10",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.log_every_n_steps=3",
+    "callbacks.step_checkpoint.every_n_train_steps=10",
+    "model/scheduler=cosine",
+    "model.optimizer.lr=0.02",
+    "trainer.deterministic=true",
+)
 
 
 def scalar_steps(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     # One folder, one event file per trainer call (fit, test): the accumulator reads them all, in order.
     accumulator = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
     accumulator.Reload()
-    found = {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
-             for tag in accumulator.Tags()["scalars"] if "seconds" not in tag}  # timings differ run to run
-    found.update({tag: [(event.step, 0.0) for event in accumulator.Images(tag)]
-                  for tag in accumulator.Tags()["images"]})
+    found = {
+        tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
+        for tag in accumulator.Tags()["scalars"]
+        if "seconds" not in tag
+    }  # timings differ run to run
+    found.update(
+        {tag: [(event.step, 0.0) for event in accumulator.Images(tag)] for tag in accumulator.Tags()["images"]}
+    )
     return found
 
 
@@ -47,13 +59,23 @@ def runs(tmp_path_factory, data_dir):
     results = {}
     for steps_per_call in ("1", "5", "auto"):
         run_dir = tmp_path_factory.mktemp(f"steps_per_call_{steps_per_call}")
-        overrides = ["trainer=cpu", f"paths.data_dir={data_dir}", "callbacks.rich_progress_bar=null",
-                     "trainer.enable_model_summary=false", f"model.steps_per_call={steps_per_call}", *RUN]
+        overrides = [
+            "trainer=cpu",
+            f"paths.data_dir={data_dir}",
+            "callbacks.rich_progress_bar=null",
+            "trainer.enable_model_summary=false",
+            f"model.steps_per_call={steps_per_call}",
+            *RUN,
+        ]
         metrics = train(compose_config("train", overrides, run_dir))
         checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
         best = torch.load(metrics["best_ckpt"], weights_only=True)
-        results[steps_per_call] = {"metrics": metrics, "last": checkpoint, "best": best,
-                                   "scalars": scalar_steps(run_dir)}
+        results[steps_per_call] = {
+            "metrics": metrics,
+            "last": checkpoint,
+            "best": best,
+            "scalars": scalar_steps(run_dir),
+        }
     return results
 
 
@@ -83,8 +105,24 @@ def test_chunks_keep_every_step_where_one_step_per_call_has_it(runs, chunked):
         assert many["scalars"][tag] == events, tag
     # Validation after steps 10, 20 of each epoch (logged one below, as Lightning logs it), not after step 25.
     assert [step for step, _ in one["scalars"]["val/acc"]] == [9, 19, 34, 44]
-    assert [step for step, _ in one["scalars"]["train/loss"]] == [2, 5, 8, 11, 14, 17, 20, 23, 26, 29, 32, 35,
-                                                                  38, 41, 44, 47]
+    assert [step for step, _ in one["scalars"]["train/loss"]] == [
+        2,
+        5,
+        8,
+        11,
+        14,
+        17,
+        20,
+        23,
+        26,
+        29,
+        32,
+        35,
+        38,
+        41,
+        44,
+        47,
+    ]
 
 
 class TrainingCalls(Callback):
@@ -104,8 +142,15 @@ def test_the_chunked_run_really_took_several_steps_per_call(train_config):
     """Guards the comparison above: a real run with chunks of 5 made 5 calls an epoch, each handed 5 whole batches
     gathered at once, where one step per call made 25."""
     for steps_per_call, calls in (("5", [[64] * 5] * 10), ("1", [[64]] * 50)):
-        metrics = train(train_config(f"model.steps_per_call={steps_per_call}", "test=false", "~logger", *RUN,
-                                     f"+callbacks.calls._target_={__name__}.TrainingCalls"))
+        metrics = train(
+            train_config(
+                f"model.steps_per_call={steps_per_call}",
+                "test=false",
+                "~logger",
+                *RUN,
+                f"+callbacks.calls._target_={__name__}.TrainingCalls",
+            )
+        )
         assert metrics["steps"] == 50 and TrainingCalls.calls == calls, steps_per_call
 
 
@@ -129,17 +174,27 @@ def test_step_batches_cut_a_chunk_into_batches_with_a_short_last_one():
 
 @pytest.mark.slow
 def test_a_chunk_size_that_does_not_divide_the_interval_is_one_clear_line(train_config):
-    with pytest.raises(ConvlensError, match=r"model.steps_per_call=3 must divide the validation interval \(10 steps\) "
-                                            r"and every step-checkpoint interval \(10\)"):
+    with pytest.raises(
+        ConvlensError,
+        match=r"model.steps_per_call=3 must divide the validation interval \(10 steps\) "
+        r"and every step-checkpoint interval \(10\)",
+    ):
         train(train_config(*RUN, "model.steps_per_call=3"))
 
 
-@pytest.mark.parametrize(("val_check_interval", "every_n_train_steps", "steps_per_call"),
-                         [(100, 200, 100), (10, 4, 2), (40, 10, 10), (0.5, 0, 469)])
-def test_auto_calls_end_at_every_validation_and_step_checkpoint(val_check_interval, every_n_train_steps,
-                                                                 steps_per_call, tmp_path):
-    trainer = Trainer(val_check_interval=val_check_interval, logger=False, default_root_dir=tmp_path,
-                      callbacks=[ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=every_n_train_steps)])
+@pytest.mark.parametrize(
+    ("val_check_interval", "every_n_train_steps", "steps_per_call"),
+    [(100, 200, 100), (10, 4, 2), (40, 10, 10), (0.5, 0, 469)],
+)
+def test_auto_calls_end_at_every_validation_and_step_checkpoint(
+    val_check_interval, every_n_train_steps, steps_per_call, tmp_path
+):
+    trainer = Trainer(
+        val_check_interval=val_check_interval,
+        logger=False,
+        default_root_dir=tmp_path,
+        callbacks=[ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=every_n_train_steps)],
+    )
     assert ChunkPlan.for_trainer(trainer, 938, "auto").steps_per_call == steps_per_call
 
 
@@ -151,8 +206,14 @@ def test_a_chunk_size_that_is_no_whole_number_is_refused(train_config, value):
 
 @pytest.mark.slow
 def test_cuda_graphs_requested_without_a_gpu_say_so_once_and_train_eagerly(runs, tmp_path, data_dir, caplog):
-    overrides = ["trainer=cpu", f"paths.data_dir={data_dir}", "callbacks.rich_progress_bar=null",
-                 "trainer.enable_model_summary=false", "model.cuda_graphs=true", *RUN]
+    overrides = [
+        "trainer=cpu",
+        f"paths.data_dir={data_dir}",
+        "callbacks.rich_progress_bar=null",
+        "trainer.enable_model_summary=false",
+        "model.cuda_graphs=true",
+        *RUN,
+    ]
     metrics = train(compose_config("train", overrides, tmp_path))
     assert caplog.text.count("model.cuda_graphs=true needs one GPU") == 1
     weights = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
@@ -214,6 +275,9 @@ def test_a_step_waits_for_the_gpu_nowhere(tmp_path, data_dir, monkeypatch, graph
         return loss
 
     monkeypatch.setattr(chunked_steps, "one_step", watched_step)
-    train(compose_config("train", [f"paths.data_dir={data_dir}", f"model.cuda_graphs={graphs}", "test=false",
-                                   *GPU_RUN], tmp_path))
+    train(
+        compose_config(
+            "train", [f"paths.data_dir={data_dir}", f"model.cuda_graphs={graphs}", "test=false", *GPU_RUN], tmp_path
+        )
+    )
     assert synced == []

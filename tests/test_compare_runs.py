@@ -12,9 +12,18 @@ from convlens.cli.entry import PROJECT_ROOT
 from convlens.sweeps.compare import build_comparison
 from convlens.sweeps.report import COMPLETE
 
-TINY = ["trainer=cpu", "callbacks.rich_progress_bar=null", "callbacks.convnet_pictures=null", "threads=1",
-        "trainer.enable_model_summary=false", "trainer.max_epochs=1", "trainer.limit_train_batches=4",
-        "trainer.val_check_interval=4", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+TINY = [
+    "trainer=cpu",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.convnet_pictures=null",
+    "threads=1",
+    "trainer.enable_model_summary=false",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=4",
+    "trainer.val_check_interval=4",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +66,20 @@ def test_runs_are_grouped_by_settings_and_named(logs, tmp_path):
 @pytest.mark.slow
 def test_the_script_writes_the_report_and_names_what_it_skipped(logs, tmp_path):
     (sweep,) = (logs / "train" / "multiruns").iterdir()
-    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "compare_runs.py"),
-                             str(logs / "train" / "runs" / "*"), str(sweep), "--out",
-                             str(tmp_path)], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")}, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "scripts" / "compare_runs.py"),
+            str(logs / "train" / "runs" / "*"),
+            str(sweep),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")},
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     skipped = [line for line in result.stdout.splitlines() if line.startswith("skipped")]
     assert len(skipped) == 2 and "notes: no .hydra/config.yaml" in skipped[0] and "a multirun" in skipped[1]

@@ -39,25 +39,31 @@ def test_a_bad_setting_is_refused_in_one_line_naming_it(override, expected, tmp_
     assert "try " in str(error.value) or "set " in str(error.value)
 
 
-@pytest.mark.parametrize("overrides", [
-    ["trainer.limit_train_batches=40", "trainer.val_check_interval=41"],  # 40 batches per epoch
-    ["trainer.limit_train_batches=0.01", "trainer.val_check_interval=10"],  # int(938 * 0.01) = 9
-    ["data.batch_size=128", "trainer.val_check_interval=470"],  # ceil(60000 / 128) = 469
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["trainer.limit_train_batches=40", "trainer.val_check_interval=41"],  # 40 batches per epoch
+        ["trainer.limit_train_batches=0.01", "trainer.val_check_interval=10"],  # int(938 * 0.01) = 9
+        ["data.batch_size=128", "trainer.val_check_interval=470"],  # ceil(60000 / 128) = 469
+    ],
+)
 def test_val_check_interval_counts_the_epoch_as_lightning_does(overrides, tmp_path):
     with pytest.raises(ConvlensError, match="set trainer.val_check_interval to at most"):
         check_train_config(compose_config("train", overrides, tmp_path))
 
 
-@pytest.mark.parametrize("overrides", [
-    [],
-    ["trainer.limit_train_batches=40", "trainer.val_check_interval=40"],
-    ["data.batch_size=128", "trainer.val_check_interval=469"],
-    ["trainer.val_check_interval=0.25"],
-    ["trainer.val_check_interval=5000", "trainer.check_val_every_n_epoch=null"],  # counts across epochs
-    ["model.optimizer.momentum=0", "model.net.dropout=0"],
-    ["debug=fdr"],
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["trainer.limit_train_batches=40", "trainer.val_check_interval=40"],
+        ["data.batch_size=128", "trainer.val_check_interval=469"],
+        ["trainer.val_check_interval=0.25"],
+        ["trainer.val_check_interval=5000", "trainer.check_val_every_n_epoch=null"],  # counts across epochs
+        ["model.optimizer.momentum=0", "model.net.dropout=0"],
+        ["debug=fdr"],
+    ],
+)
 def test_good_settings_pass(overrides, tmp_path):
     check_train_config(compose_config("train", overrides, tmp_path))
 
@@ -73,8 +79,10 @@ def test_an_unknown_group_option_lists_the_real_ones():
     line = hydra_error_line(hydra_error("trainer=tpu"))
     options = sorted(path.stem for path in (Path(CONFIG_DIR) / "trainer").glob("*.yaml"))
     assert {"cpu", "default", "gpu"} <= set(options)
-    assert line == ("trainer=tpu is not an option: there is no conf/trainer/tpu.yaml; "
-                    "choose " + ", ".join(f"trainer={name}" for name in options))
+    assert line == (
+        "trainer=tpu is not an option: there is no conf/trainer/tpu.yaml; "
+        "choose " + ", ".join(f"trainer={name}" for name in options)
+    )
 
 
 def test_a_misspelled_key_gets_a_suggestion():
@@ -92,11 +100,9 @@ def test_an_unreadable_override_is_named():
 def test_the_entry_point_prints_hydra_errors_in_one_line_and_the_traceback_on_request(tmp_path):
     short = run_entry("train.py", "trainer.max_epoch=3", f"hydra.run.dir={tmp_path}", check=False)
     assert short.returncode == 1
-    assert short.stderr.strip().splitlines() == [
-        "error: " + hydra_error_line(hydra_error("trainer.max_epoch=3"))]
+    assert short.stderr.strip().splitlines() == ["error: " + hydra_error_line(hydra_error("trainer.max_epoch=3"))]
 
-    full = run_entry("train.py", "trainer=tpu", f"hydra.run.dir={tmp_path}", check=False,
-                     env={"HYDRA_FULL_ERROR": "1"})
+    full = run_entry("train.py", "trainer=tpu", f"hydra.run.dir={tmp_path}", check=False, env={"HYDRA_FULL_ERROR": "1"})
     assert full.returncode == 1
     assert "Traceback" in full.stderr and "MissingConfigException" in full.stderr
 
@@ -106,7 +112,8 @@ def test_the_entry_point_refuses_a_bad_value_before_loading_anything(tmp_path):
     result = run_entry("train.py", "model.optimizer.lr=0", f"hydra.run.dir={tmp_path}", check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: model.optimizer.lr=0 must be a number above 0; try model.optimizer.lr=0.001"]
+        "error: model.optimizer.lr=0 must be a number above 0; try model.optimizer.lr=0.001"
+    ]
     assert not (tmp_path / "checkpoints").exists()
 
 
@@ -123,4 +130,5 @@ def test_an_error_raised_inside_a_configured_class_is_one_line_too(tmp_path, cap
     assert exit_info.value.code == 1
     assert capsys.readouterr().err.strip() == (
         "error: data.val_size=0 must be between 1 and 9999 so that both the validation and the test half of "
-        "MNIST's test set are non-empty; set data.val_size=5000")
+        "MNIST's test set are non-empty; set data.val_size=5000"
+    )

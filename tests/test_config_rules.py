@@ -96,15 +96,21 @@ def test_every_declared_key_is_a_setting_somewhere():
     assert set(RULES) - set(first_case_of_each_key()) == set()
 
 
-@pytest.mark.parametrize(("override", "line"), [
-    ("seed=abc", "error: seed=abc must be an integer at least 0 and at most 4294967295 or null; try seed=12345"),
-    ("seed=-1", "error: seed=-1 must be an integer at least 0 and at most 4294967295 or null; try seed=12345"),
-    ("threads=-3", "error: threads=-3 must be a positive integer or null; try threads=1"),
-    ("threads=0", "error: threads=0 must be a positive integer or null; try threads=1"),
-    ("trainer.max_epochs=abc", "error: trainer.max_epochs=abc must be a positive integer; try trainer.max_epochs=20"),
-    ("trainer.max_epochs=0", "error: trainer.max_epochs=0 must be a positive integer; try trainer.max_epochs=20"),
-    ("trainer.max_epochs=-1", "error: trainer.max_epochs=-1 must be a positive integer; try trainer.max_epochs=20"),
-])
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        ("seed=abc", "error: seed=abc must be an integer at least 0 and at most 4294967295 or null; try seed=12345"),
+        ("seed=-1", "error: seed=-1 must be an integer at least 0 and at most 4294967295 or null; try seed=12345"),
+        ("threads=-3", "error: threads=-3 must be a positive integer or null; try threads=1"),
+        ("threads=0", "error: threads=0 must be a positive integer or null; try threads=1"),
+        (
+            "trainer.max_epochs=abc",
+            "error: trainer.max_epochs=abc must be a positive integer; try trainer.max_epochs=20",
+        ),
+        ("trainer.max_epochs=0", "error: trainer.max_epochs=0 must be a positive integer; try trainer.max_epochs=20"),
+        ("trainer.max_epochs=-1", "error: trainer.max_epochs=-1 must be a positive integer; try trainer.max_epochs=20"),
+    ],
+)
 def test_the_issues_bad_values_are_one_line(override, line, tmp_path):
     with pytest.raises(ConvlensError) as error:
         check_settings(compose_config("train", [override], tmp_path))
@@ -112,8 +118,11 @@ def test_the_issues_bad_values_are_one_line(override, line, tmp_path):
 
 
 def test_val_check_interval_zero_says_the_rule(tmp_path):
-    with pytest.raises(ConvlensError, match=r"^trainer.val_check_interval=0 must be a number of training batches "
-                                            r"\(integer >= 1\)"):
+    with pytest.raises(
+        ConvlensError,
+        match=r"^trainer.val_check_interval=0 must be a number of training batches "
+        r"\(integer >= 1\)",
+    ):
         check_settings(compose_config("train", ["trainer.val_check_interval=0"], tmp_path))
 
 
@@ -131,14 +140,23 @@ def test_the_entry_point_prints_one_line_for_a_bad_seed(tmp_path):
     result = run_entry("train.py", "seed=abc", f"hydra.run.dir={tmp_path}", check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: seed=abc must be an integer at least 0 and at most 4294967295 or null; try seed=12345"]
+        "error: seed=abc must be an integer at least 0 and at most 4294967295 or null; try seed=12345"
+    ]
 
 
 @pytest.mark.slow
 def test_a_multirun_job_with_a_bad_value_fails_alone_and_the_report_is_written(data_dir, tmp_path):
-    result = run_entry("train.py", "-m", "seed=abc,1", "debug=fdr", "callbacks.rich_progress_bar=null",
-                       "trainer.enable_model_summary=false", f"paths.data_dir={data_dir}",
-                       f"hydra.sweep.dir={tmp_path}", check=False)
+    result = run_entry(
+        "train.py",
+        "-m",
+        "seed=abc,1",
+        "debug=fdr",
+        "callbacks.rich_progress_bar=null",
+        "trainer.enable_model_summary=false",
+        f"paths.data_dir={data_dir}",
+        f"hydra.sweep.dir={tmp_path}",
+        check=False,
+    )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "error: job 0 (seed=abc " in result.stderr and "): seed=abc must be" in result.stderr

@@ -8,8 +8,12 @@ from conftest import compose_config
 from convlens.cli.entry import CONFIG_DIR
 
 # Groups only other entry points use are tested there.
-TRAIN_GROUPS = {name for entry in OmegaConf.load(Path(CONFIG_DIR) / "train.yaml").defaults
-                if isinstance(entry, DictConfig) for name in entry}
+TRAIN_GROUPS = {
+    name
+    for entry in OmegaConf.load(Path(CONFIG_DIR) / "train.yaml").defaults
+    if isinstance(entry, DictConfig)
+    for name in entry
+}
 GROUPS = sorted(p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir() and p.name in TRAIN_GROUPS - {"hydra"})
 
 

@@ -18,9 +18,17 @@ from cpu_graphs import use_cpu_graphs
 from digit_folders import write_digit_folder
 
 # 96 training images in batches of 20: each epoch is 4 full batches and a short one of 16. Dropout stays on.
-RUN = ("data=imagefolder", "data.batch_size=20", "trainer.max_epochs=3", "trainer.val_check_interval=1.0",
-       "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "callbacks.convnet_pictures=null",
-       "model.optimizer.lr=0.05", "logger=[]")
+RUN = (
+    "data=imagefolder",
+    "data.batch_size=20",
+    "trainer.max_epochs=3",
+    "trainer.val_check_interval=1.0",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "callbacks.convnet_pictures=null",
+    "model.optimizer.lr=0.05",
+    "logger=[]",
+)
 SGD = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.05, "momentum": 0.9}
 
 
@@ -30,9 +38,19 @@ def digit_folder(data_dir, tmp_path_factory):
 
 
 def config(digit_folder: Path, data_dir: Path, run_dir: Path, *overrides: str):
-    return compose_config("train", ["trainer=cpu", f"paths.data_dir={data_dir}", "callbacks.rich_progress_bar=null",
-                                    "trainer.enable_model_summary=false", f"data.root={digit_folder}", *RUN,
-                                    *overrides], run_dir)
+    return compose_config(
+        "train",
+        [
+            "trainer=cpu",
+            f"paths.data_dir={data_dir}",
+            "callbacks.rich_progress_bar=null",
+            "trainer.enable_model_summary=false",
+            f"data.root={digit_folder}",
+            *RUN,
+            *overrides,
+        ],
+        run_dir,
+    )
 
 
 def fit(digit_folder: Path, data_dir: Path, run_dir: Path, *overrides: str) -> tuple[dict, dict]:
@@ -42,15 +60,19 @@ def fit(digit_folder: Path, data_dir: Path, run_dir: Path, *overrides: str) -> t
 
 @pytest.fixture(scope="module")
 def eager(digit_folder, data_dir, tmp_path_factory):
-    return {schedule: fit(digit_folder, data_dir, tmp_path_factory.mktemp(f"eager_{schedule}"),
-                          f"model/scheduler={schedule}")
-            for schedule in ("constant", "cosine")}
+    return {
+        schedule: fit(
+            digit_folder, data_dir, tmp_path_factory.mktemp(f"eager_{schedule}"), f"model/scheduler={schedule}"
+        )
+        for schedule in ("constant", "cosine")
+    }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("schedule", "captures"), [("constant", 1), ("cosine", 3)])
-def test_replayed_steps_train_exactly_as_eager_steps(eager, digit_folder, data_dir, tmp_path, monkeypatch,
-                                                     schedule, captures):
+def test_replayed_steps_train_exactly_as_eager_steps(
+    eager, digit_folder, data_dir, tmp_path, monkeypatch, schedule, captures
+):
     made = use_cpu_graphs(monkeypatch)
     metrics, last = fit(digit_folder, data_dir, tmp_path, f"model/scheduler={schedule}", "model.cuda_graphs=true")
     (graphed,) = made
@@ -86,8 +108,10 @@ def test_capture_leaves_weights_momentum_and_random_state_as_they_were(monkeypat
     step = GraphedStep(module, optimizer, x, y)
     step.capture()  # three warm-up steps, undone
     assert all(torch.equal(p, w) for p, w in zip(module.parameters(), weights, strict=True))
-    assert all(torch.equal(optimizer.state[p]["momentum_buffer"], m)
-               for p, m in zip(module.parameters(), momentum, strict=True))
+    assert all(
+        torch.equal(optimizer.state[p]["momentum_buffer"], m)
+        for p, m in zip(module.parameters(), momentum, strict=True)
+    )
     assert torch.equal(torch.get_rng_state(), rng)
     assert (step.captures, step.replays) == (1, 0)
 
@@ -98,18 +122,29 @@ def test_capture_leaves_weights_momentum_and_random_state_as_they_were(monkeypat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("overrides", "line"), [
-    (("model.optimizer.momentum=0",), "needs torch.optim.SGD with momentum above 0 (here: SGD, momentum 0)"),
-    (("model.optimizer._target_=torch.optim.Adam", "~model.optimizer.momentum", "~model.optimizer.nesterov"),
-     "needs torch.optim.SGD with momentum above 0 (here: Adam, momentum none)"),
-    (("trainer.precision=bf16-mixed",),
-     "needs one GPU without DDP and trainer.precision=32-true (here: 1 x cpu, SingleDeviceStrategy, bf16-mixed)"),
-])
-def test_what_cannot_be_captured_is_said_once_and_trains_eagerly(digit_folder, data_dir, tmp_path, monkeypatch,
-                                                                  caplog, overrides, line):
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        (("model.optimizer.momentum=0",), "needs torch.optim.SGD with momentum above 0 (here: SGD, momentum 0)"),
+        (
+            ("model.optimizer._target_=torch.optim.Adam", "~model.optimizer.momentum", "~model.optimizer.nesterov"),
+            "needs torch.optim.SGD with momentum above 0 (here: Adam, momentum none)",
+        ),
+        (
+            ("trainer.precision=bf16-mixed",),
+            "needs one GPU without DDP and trainer.precision=32-true (here: 1 x cpu, SingleDeviceStrategy, bf16-mixed)",
+        ),
+    ],
+)
+def test_what_cannot_be_captured_is_said_once_and_trains_eagerly(
+    digit_folder, data_dir, tmp_path, monkeypatch, caplog, overrides, line
+):
     made = use_cpu_graphs(monkeypatch)
-    train(config(digit_folder, data_dir, tmp_path, "model.cuda_graphs=true", "trainer.max_epochs=1", "test=false",
-                 *overrides))
+    train(
+        config(
+            digit_folder, data_dir, tmp_path, "model.cuda_graphs=true", "trainer.max_epochs=1", "test=false", *overrides
+        )
+    )
     assert caplog.text.count("model.cuda_graphs=true needs") == 1
     assert f"model.cuda_graphs=true {line}; training steps run eagerly" in caplog.text
     assert made == []
@@ -120,8 +155,9 @@ def test_ddp_on_one_device_is_not_captured(monkeypatch, tmp_path):
     use_cpu_graphs(monkeypatch)
     module = ConvNetClassifier(net={}, optimizer=SGD, cuda_graphs=True)
     module.trainer = Trainer(accelerator="cpu", strategy="ddp", devices=1, logger=False, default_root_dir=tmp_path)
-    assert module.what_stops_graphs() == ("one GPU without DDP and trainer.precision=32-true "
-                                          "(here: 1 x cpu, DDPStrategy, 32-true)")
+    assert module.what_stops_graphs() == (
+        "one GPU without DDP and trainer.precision=32-true (here: 1 x cpu, DDPStrategy, 32-true)"
+    )
 
 
 @pytest.mark.slow
@@ -130,9 +166,17 @@ def test_a_second_fit_captures_its_own_graph(digit_folder, data_dir, tmp_path, m
     cfg = config(digit_folder, data_dir, tmp_path, "model.cuda_graphs=true")
     model, datamodule = instantiate(cfg.model), instantiate(cfg.data)
     for fit_index in range(2):
-        trainer = Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
-                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                          limit_val_batches=0, default_root_dir=tmp_path / str(fit_index))
+        trainer = Trainer(
+            accelerator="cpu",
+            max_epochs=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            default_root_dir=tmp_path / str(fit_index),
+        )
         trainer.fit(model, datamodule=datamodule)
     first, second = made
     assert model.graphed_step is second and first.captures == second.captures == 1

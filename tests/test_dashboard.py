@@ -56,10 +56,19 @@ def test_the_dashboard_serves_the_newest_search_on_loopback_only_and_shows_its_t
     port = free_port()
     console = tmp_path / "console.txt"
     with console.open("w") as output:
-        server = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "scripts" / "dashboard.py"),
-                                   "--multiruns", str(multiruns), "--port", str(port)],
-                                  stdout=output, stderr=subprocess.STDOUT,
-                                  env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")})
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                str(PROJECT_ROOT / "scripts" / "dashboard.py"),
+                "--multiruns",
+                str(multiruns),
+                "--port",
+                str(port),
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")},
+        )
     try:
         deadline = time.monotonic() + 120
         while not answers(f"http://127.0.0.1:{port}/dashboard"):

@@ -41,13 +41,24 @@ def test_ddp_sees_each_val_and_test_index_once_and_eval_agrees(data_dir, tmp_pat
     record_dir.mkdir()
     run_dir = tmp_path / "run"
     run_entry(
-        "train.py", "trainer=ddp_cpu", "threads=1", "data._target_=index_recording.IndexRecordingMNIST",
-        f"+data.record_dir={record_dir}", "trainer.max_epochs=2", "trainer.limit_train_batches=8",
-        "trainer.val_check_interval=1.0", "trainer.check_val_every_n_epoch=2", "+trainer.num_sanity_val_steps=0",
-        "model.optimizer.lr=0.1", "callbacks.rich_progress_bar=null", "callbacks.convnet_pictures=null",
+        "train.py",
+        "trainer=ddp_cpu",
+        "threads=1",
+        "data._target_=index_recording.IndexRecordingMNIST",
+        f"+data.record_dir={record_dir}",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=8",
+        "trainer.val_check_interval=1.0",
+        "trainer.check_val_every_n_epoch=2",
+        "+trainer.num_sanity_val_steps=0",
+        "model.optimizer.lr=0.1",
+        "callbacks.rich_progress_bar=null",
+        "callbacks.convnet_pictures=null",
         "trainer.enable_model_summary=false",
-        f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}",
-        env={"PYTHONPATH": f"{TESTS_DIR}:{PROJECT_ROOT / 'src'}", "MASTER_PORT": str(port_below_the_ephemeral_range())})
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={run_dir}",
+        env={"PYTHONPATH": f"{TESTS_DIR}:{PROJECT_ROOT / 'src'}", "MASTER_PORT": str(port_below_the_ephemeral_range())},
+    )
     trained = json.loads((run_dir / "metrics.json").read_text())
 
     # One validation pass (end of epoch 2): the two ranks' shares are disjoint and cover indices 0..4999 once.
@@ -61,7 +72,7 @@ def test_ddp_sees_each_val_and_test_index_once_and_eval_agrees(data_dir, tmp_pat
     # batches, the global batch of 64 is 32 per rank; ranks draw disjoint images; epoch 2 reshuffles.
     gathered = {rank: read_batches(record_dir / f"fit-train_set-rank{rank}.txt") for rank in (0, 1)}
     assert all(len(call) == 8 * 32 for rank in (0, 1) for call in gathered[rank]) and len(gathered[0]) == 2
-    train = {rank: [call[i:i + 32] for call in gathered[rank] for i in range(0, len(call), 32)] for rank in (0, 1)}
+    train = {rank: [call[i : i + 32] for call in gathered[rank] for i in range(0, len(call), 32)] for rank in (0, 1)}
     assert all(len(batch) == 32 for rank in (0, 1) for batch in train[rank]) and len(train[0]) == 16
     epoch1 = {rank: sum(train[rank][:8], []) for rank in (0, 1)}
     assert not set(epoch1[0]) & set(epoch1[1])
@@ -70,8 +81,13 @@ def test_ddp_sees_each_val_and_test_index_once_and_eval_agrees(data_dir, tmp_pat
     assert trained["steps"] is None and trained["train_loop_seconds"] is None and trained["seconds_per_epoch"] is None
 
     eval_dir = tmp_path / "eval"
-    run_entry("eval.py", f"ckpt_path={trained['best_ckpt']}", "trainer=cpu", f"paths.data_dir={data_dir}",
-              f"hydra.run.dir={eval_dir}")
+    run_entry(
+        "eval.py",
+        f"ckpt_path={trained['best_ckpt']}",
+        "trainer=cpu",
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={eval_dir}",
+    )
     evaluated = json.loads((eval_dir / "metrics.json").read_text())
     assert trained["test/acc"] > 0.2  # learned beyond chance (0.1), so a per-rank accuracy would differ
     assert evaluated["test/acc"] == trained["test/acc"]
@@ -87,21 +103,32 @@ def test_ddp_trainer_configs_resolve(tmp_path):
     assert (simulated.accelerator, simulated.strategy, simulated.devices) == ("cpu", "ddp_spawn", 2)
 
 
-SLURM = ("hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "trainer=ddp", "trainer.num_nodes=2",
-         "trainer.devices=4")
+SLURM = (
+    "hydra/launcher=submitit_slurm",
+    "hydra.launcher.partition=gpu",
+    "trainer=ddp",
+    "trainer.num_nodes=2",
+    "trainer.devices=4",
+)
 
 
 @pytest.mark.slow
 def test_the_slurm_request_prints_resolved_and_cfg_hydra_resolve_is_one_line(tmp_path):
-    shown = run_entry("train.py", *SLURM, f"paths.log_dir={tmp_path}", "--cfg", "all", "--package", "hydra.launcher",
-                      "--resolve")  # the command docs/devices.md shows
+    shown = run_entry(
+        "train.py", *SLURM, f"paths.log_dir={tmp_path}", "--cfg", "all", "--package", "hydra.launcher", "--resolve"
+    )  # the command docs/devices.md shows
     request = yaml.safe_load(shown.stdout)
-    assert (request["nodes"], request["gpus_per_node"], request["tasks_per_node"], request["partition"]) == (2, 4, 4, "gpu")
+    assert (request["nodes"], request["gpus_per_node"], request["tasks_per_node"], request["partition"]) == (
+        2,
+        4,
+        4,
+        "gpu",
+    )
     assert request["submitit_folder"].startswith(f"{tmp_path}/train/multiruns/") and shown.stderr == ""
     refused = run_entry("train.py", *SLURM, "--cfg", "hydra", "--resolve", check=False)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert refused.stderr.strip().splitlines() == [
         "error: Interpolation key 'paths.log_dir' not found: --cfg hydra leaves out the run's settings, which "
         "Hydra's own read (hydra.run.dir and hydra.sweep.dir: paths.log_dir; the SLURM launcher: trainer.*); "
-        "resolve them with the rest: --cfg all --package hydra --resolve (or --package hydra.launcher)"]
-
+        "resolve them with the rest: --cfg all --package hydra --resolve (or --package hydra.launcher)"
+    ]

@@ -54,8 +54,12 @@ def anchors(page: Path) -> set[str]:
 
 
 def links() -> list[tuple[str, str]]:
-    found = [(relative(page), target) for page in PAGES for target in LINK.findall(prose(page))
-             if not re.match(r"[a-z]+:", target)]
+    found = [
+        (relative(page), target)
+        for page in PAGES
+        for target in LINK.findall(prose(page))
+        if not re.match(r"[a-z]+:", target)
+    ]
     return list(dict.fromkeys(found))
 
 
@@ -108,7 +112,8 @@ def test_every_code_block_is_run_or_shown_as_text(page):
     languages = {language for language, _ in FENCE.findall(page.read_text())}
     assert languages <= RUN_LANGUAGES | SHOWN_LANGUAGES, (
         f"{relative(page)} has blocks in {sorted(languages - RUN_LANGUAGES - SHOWN_LANGUAGES)}, which the docs test "
-        "neither runs nor knows to be output: write commands in bash blocks, output in text blocks")
+        "neither runs nor knows to be output: write commands in bash blocks, output in text blocks"
+    )
 
 
 # Commands that cannot run in a test, each with the reason; every other command shown is run.
@@ -136,14 +141,32 @@ def skip_reason(tokens: list[str]) -> str | None:
 
 
 # Appended to each command of a script: as few batches as still go through every step.
-TINY_TRAINING = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-                 "trainer.limit_test_batches=1", "trainer.val_check_interval=1"]
+TINY_TRAINING = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.val_check_interval=1",
+]
 TINY = {
     "src/train.py": TINY_TRAINING,
     "src/eval.py": ["trainer.limit_test_batches=1"],
-    "scripts/benchmark.py": ["--epochs", "1", "--runs", "1", "--limit-train-batches", "2", "--limit-val-batches",
-                             "1", "--limit-test-batches", "1", "--val-check-interval", "1",
-                             "--out", "logs/benchmark.json"],
+    "scripts/benchmark.py": [
+        "--epochs",
+        "1",
+        "--runs",
+        "1",
+        "--limit-train-batches",
+        "2",
+        "--limit-val-batches",
+        "1",
+        "--limit-test-batches",
+        "1",
+        "--val-check-interval",
+        "1",
+        "--out",
+        "logs/benchmark.json",
+    ],
 }
 TINY_SEARCH = ["hydra.sweeper.n_trials=2"]
 
@@ -161,9 +184,11 @@ def shown_commands() -> list[tuple[str, str, str]]:
             if language == "python":
                 commands.append((relative(page), language, body))
             elif language == "bash":
-                commands += [(relative(page), language, " ".join(line.split()))
-                             for line in body.replace("\\\n", " ").splitlines()
-                             if line.strip() and not line.lstrip().startswith("#")]
+                commands += [
+                    (relative(page), language, " ".join(line.split()))
+                    for line in body.replace("\\\n", " ").splitlines()
+                    if line.strip() and not line.lstrip().startswith("#")
+                ]
     return commands
 
 
@@ -185,16 +210,25 @@ def project(tmp_path_factory, data_dir) -> Path:
     (root / "data").symlink_to(data_dir.resolve())
     test_images = datasets.MNIST(str(data_dir), train=False).data
     (root / "photos").mkdir()
-    for name, index in [("my_digit.png", 100), ("my_digit.jpg", 7), ("scan1.jpg", 0), ("scan2.png", 1),
-                        ("photos/a.png", 2), ("photos/b.jpg", 3)]:
+    for name, index in [
+        ("my_digit.png", 100),
+        ("my_digit.jpg", 7),
+        ("scan1.jpg", 0),
+        ("scan2.png", 1),
+        ("photos/a.png", 2),
+        ("photos/b.jpg", 3),
+    ]:
         write_scan(test_images[index], root / name)
     write_digit_folder(data_dir, root / "path" / "to" / "images", per_class=340)  # 10% test: image 100 exists
     return root
 
 
 def environment(project: Path) -> dict[str, str]:
-    return {**os.environ, "CONVLENS_ROOT": str(project),
-            "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    return {
+        **os.environ,
+        "CONVLENS_ROOT": str(project),
+        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
 
 
 def run_script(project: Path, script: str, args: list[str], log: Path) -> tuple[int | None, str]:
@@ -204,8 +238,14 @@ def run_script(project: Path, script: str, args: list[str], log: Path) -> tuple[
         return status, log.read_text()[-4000:] if log.exists() else ""
     # joblib's (loky's) idle workers keep a forked child from ending, so a parallel sweep gets a fresh interpreter.
     try:
-        result = subprocess.run([sys.executable, script, *args], cwd=project, env=environment(project),
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, script, *args],
+            cwd=project,
+            env=environment(project),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     except subprocess.TimeoutExpired:
         return None, ""
     return result.returncode, (result.stdout + result.stderr)[-4000:]
@@ -255,15 +295,19 @@ def newest(pattern: str, root: Path) -> Path:
 def make_recipe(project: Path, tokens: list[str]) -> list[str]:
     """What ``make <target> ARGS=...`` runs, read from the Makefile with ``make -n`` (which runs nothing)."""
     dry = subprocess.run(["make", "-n", *tokens[1:]], cwd=project, capture_output=True, text=True, check=True)
-    python_lines = [line for line in dry.stdout.splitlines()
-                    if line.startswith(".venv/bin/python ") and " -m pip " not in line]
+    python_lines = [
+        line for line in dry.stdout.splitlines() if line.startswith(".venv/bin/python ") and " -m pip " not in line
+    ]
     assert python_lines, f"make -n {' '.join(tokens[1:])} runs no python command:\n{dry.stdout}"
     return shlex.split(python_lines[-1])  # the target's own recipe; its prerequisites are commands of their own
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("page", "language", "command"), COMMANDS,
-                         ids=[f"{page}: {command.splitlines()[0]}" for page, _, command in COMMANDS])
+@pytest.mark.parametrize(
+    ("page", "language", "command"),
+    COMMANDS,
+    ids=[f"{page}: {command.splitlines()[0]}" for page, _, command in COMMANDS],
+)
 def test_shown_command_runs(page, language, command, page_project, tmp_path):
     project = page_project(page)
     # The placeholders stand for what the reader has at this point: the newest run with a checkpoint, the

@@ -13,9 +13,19 @@ from convlens.faults.checkpoints import load_classifier
 from convlens.tasks.export import export
 from convlens.tasks.train import train
 
-TINY_RUN = ["trainer=cpu", "callbacks.rich_progress_bar=null", "trainer.enable_model_summary=false", "~logger",
-            "callbacks.convnet_pictures=null", "trainer.max_epochs=1", "trainer.limit_train_batches=10",
-            "trainer.val_check_interval=10", "trainer.limit_val_batches=1", "test=false", "threads=1"]
+TINY_RUN = [
+    "trainer=cpu",
+    "callbacks.rich_progress_bar=null",
+    "trainer.enable_model_summary=false",
+    "~logger",
+    "callbacks.convnet_pictures=null",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=10",
+    "trainer.val_check_interval=10",
+    "trainer.limit_val_batches=1",
+    "test=false",
+    "threads=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +37,9 @@ def logs(tmp_path_factory, data_dir):
 
 
 def exported(logs, data_dir, tmp_path, *overrides):
-    return export(compose_config("export", [f"paths.log_dir={logs}", f"paths.data_dir={data_dir}", *overrides],
-                                 tmp_path))
+    return export(
+        compose_config("export", [f"paths.log_dir={logs}", f"paths.data_dir={data_dir}", *overrides], tmp_path)
+    )
 
 
 def checkpoint_outputs(logs, images):
@@ -39,7 +50,8 @@ def checkpoint_outputs(logs, images):
 def mnist_test_images(data_dir, count):
     """The test half of MNIST's test set (after the 5,000 validation images), as the datamodule scales it."""
     from torchvision import datasets
-    pixels = datasets.MNIST(str(data_dir), train=False).data[5000:5000 + count]
+
+    pixels = datasets.MNIST(str(data_dir), train=False).data[5000 : 5000 + count]
     return pixels.unsqueeze(1).float().div(255)
 
 
@@ -97,10 +109,16 @@ def test_a_missing_extra_names_the_pip_command(logs, data_dir, tmp_path, monkeyp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("overrides", "line"), [
-    (["ckpt_path=CKPT", "format=tflite"], "error: format=tflite must be one of onnx, torch_export; try format=onnx"),
-    (["ckpt_path=BAD", "format=torch_export"], "is not a checkpoint (not a PyTorch archive"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        (
+            ["ckpt_path=CKPT", "format=tflite"],
+            "error: format=tflite must be one of onnx, torch_export; try format=onnx",
+        ),
+        (["ckpt_path=BAD", "format=torch_export"], "is not a checkpoint (not a PyTorch archive"),
+    ],
+)
 def test_bad_input_is_one_line(logs, tmp_path, overrides, line):
     bad = tmp_path / "notes.ckpt"
     bad.write_text("not a checkpoint")

@@ -28,11 +28,24 @@ SOURCES = sorted((PROJECT_ROOT / "src").rglob("*.py"))
 @pytest.mark.slow
 def test_a_nan_loss_stops_at_its_step_and_the_last_good_checkpoint_stays(tmp_path, data_dir):
     # lr=1e10 makes the loss nan within a few steps (lr=1000 only makes it huge: about 1e15, still finite).
-    cfg = compose_config("train", [
-        "trainer=cpu", f"paths.data_dir={data_dir}", "callbacks.rich_progress_bar=null", "~logger", "threads=1",
-        "trainer.enable_model_summary=false", "trainer.max_epochs=1", "trainer.limit_train_batches=30",
-        "trainer.val_check_interval=30", "trainer.limit_val_batches=1", "model.optimizer.lr=1e10",
-        "callbacks.step_checkpoint.every_n_train_steps=1"], tmp_path)
+    cfg = compose_config(
+        "train",
+        [
+            "trainer=cpu",
+            f"paths.data_dir={data_dir}",
+            "callbacks.rich_progress_bar=null",
+            "~logger",
+            "threads=1",
+            "trainer.enable_model_summary=false",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=30",
+            "trainer.val_check_interval=30",
+            "trainer.limit_val_batches=1",
+            "model.optimizer.lr=1e10",
+            "callbacks.step_checkpoint.every_n_train_steps=1",
+        ],
+        tmp_path,
+    )
     with pytest.raises(TrainingDiverged) as error:
         train(cfg)
     message = str(error.value)
@@ -65,15 +78,28 @@ class FirstNonFiniteLoss(Callback):
 def test_a_diverging_run_ends_in_one_line_naming_the_first_bad_step(tmp_path, data_dir, train_config):
     # Validation every 20 steps, in calls of 20 steps: the loss goes nan at step 3, inside the first call, and
     # validation would draw the nan weights (TensorBoard's histogram raised over 69 lines).
-    run = run_entry("train.py", "debug=limit", "model.optimizer.lr=1e9", f"paths.data_dir={data_dir}",
-                    f"paths.log_dir={tmp_path / 'logs'}", check=False)
+    run = run_entry(
+        "train.py",
+        "debug=limit",
+        "model.optimizer.lr=1e9",
+        f"paths.data_dir={data_dir}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        check=False,
+    )
     assert run.returncode == 1 and "Traceback" not in run.stderr + run.stdout
     line = run.stderr.strip().splitlines()[-1]
     assert line.startswith("error: training diverged and was stopped: the loss was nan at step ")
     # The reference: Lightning's own loop, one step per call, its losses read one by one.
     with pytest.raises(TrainingDiverged):
-        train(train_config("debug=limit", "model.optimizer.lr=1e9", "model.steps_per_call=1", "~logger",
-                           f"+callbacks.reference._target_={__name__}.FirstNonFiniteLoss"))
+        train(
+            train_config(
+                "debug=limit",
+                "model.optimizer.lr=1e9",
+                "model.steps_per_call=1",
+                "~logger",
+                f"+callbacks.reference._target_={__name__}.FirstNonFiniteLoss",
+            )
+        )
     assert FirstNonFiniteLoss.step is not None and FirstNonFiniteLoss.step < 20
     assert f" at step {FirstNonFiniteLoss.step} (epoch 0);" in line
     run_dir = next((tmp_path / "logs" / "train" / "runs").iterdir())
@@ -99,12 +125,19 @@ class LearningRateBlowsUp(Callback):
 def test_a_run_diverging_in_its_second_epoch_stops_within_the_check_interval(train_config):
     # Epochs of 40 steps in calls of 40: the step count goes 40, 80, 120, never a multiple of the check's 50.
     # Nothing else reads the loss (no validation, no checkpoint) until the check passes 50.
-    cfg = train_config("~logger", "trainer.max_epochs=3", "trainer.limit_train_batches=40",
-                       "trainer.val_check_interval=40", "trainer.limit_val_batches=0",
-                       "callbacks.model_checkpoint=null", "callbacks.step_checkpoint=null",
-                       "+trainer.enable_checkpointing=false",
-                       "callbacks.convnet_pictures=null", "test=false",
-                       f"+callbacks.blows_up._target_={__name__}.LearningRateBlowsUp")
+    cfg = train_config(
+        "~logger",
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=40",
+        "trainer.val_check_interval=40",
+        "trainer.limit_val_batches=0",
+        "callbacks.model_checkpoint=null",
+        "callbacks.step_checkpoint=null",
+        "+trainer.enable_checkpointing=false",
+        "callbacks.convnet_pictures=null",
+        "test=false",
+        f"+callbacks.blows_up._target_={__name__}.LearningRateBlowsUp",
+    )
     with pytest.raises(TrainingDiverged) as error:
         train(cfg)
     # Step 41 (the epoch's first) is computed with finite weights and makes them nan; step 42's loss is nan.
@@ -125,8 +158,11 @@ for version in range(1, 1000):
 def test_kill_9_during_a_checkpoint_write_leaves_the_previous_file_whole(tmp_path):
     target = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"version": 0, "weights": torch.zeros(16_000_000)}, target)
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], cwd=PROJECT_ROOT,
-                              env={"PYTHONPATH": str(PROJECT_ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target)],
+        cwd=PROJECT_ROOT,
+        env={"PYTHONPATH": str(PROJECT_ROOT / "src"), "PATH": "/usr/bin:/bin"},
+    )
     kills_mid_write = 0
     try:
         deadline = time.monotonic() + 120
@@ -164,8 +200,7 @@ def test_a_data_dir_that_exists_but_cannot_be_written_is_named(tmp_path):
     try:
         with pytest.raises(MnistUnavailableError) as error:
             ensure_mnist(tmp_path, sources=())
-        assert str(error.value) == (f"the data folder {target} is not writable; "
-                                    "set paths.data_dir=<a writable folder>")
+        assert str(error.value) == (f"the data folder {target} is not writable; set paths.data_dir=<a writable folder>")
     finally:
         subprocess.run([chattr, "-i", str(target)], check=True)
 
@@ -192,8 +227,14 @@ def test_every_checkpoint_load_in_the_code_is_weights_only():
 
 
 def test_no_shell_strings_are_run():
-    for name in ("subprocess.run", "subprocess.Popen", "subprocess.call", "subprocess.check_output",
-                 "os.system", "os.popen"):
+    for name in (
+        "subprocess.run",
+        "subprocess.Popen",
+        "subprocess.call",
+        "subprocess.check_output",
+        "os.system",
+        "os.popen",
+    ):
         for path, call in calls(name):
             assert not name.startswith("os."), f"{path}:{call.lineno} runs a shell"
             assert keyword(call, "shell") in (None, False), f"{path}:{call.lineno} uses shell=True"
@@ -202,8 +243,10 @@ def test_no_shell_strings_are_run():
 
 def test_a_source_failing_over_several_lines_still_gives_one_line(tmp_path):
     def mirrors_refused(target):  # the shape of torchvision's download error, one mirror per line
-        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n"
-                           "<urlopen error [Errno 111] Connection refused>\n")
+        raise RuntimeError(
+            "Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n"
+            "<urlopen error [Errno 111] Connection refused>\n"
+        )
 
     with pytest.raises(MnistUnavailableError) as error:
         ensure_mnist(tmp_path, sources=(mirrors_refused,))

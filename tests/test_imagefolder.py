@@ -65,9 +65,13 @@ def test_bad_folders_are_named_in_one_sentence(digit_folder, tmp_path):
     (tmp_path / "no-images" / "b").mkdir()
     (tmp_path / "no-images" / "b" / "notes.txt").write_text("not an image")
     (tmp_path / "half-split" / "val").mkdir(parents=True)
-    cases = {None: "data.root is not set", tmp_path / "missing": "is not an existing folder",
-             tmp_path / "empty": "has no class subfolders", tmp_path / "one-class": "at least two class folders",
-             tmp_path / "half-split": "not all of train/, val/ and test/"}
+    cases = {
+        None: "data.root is not set",
+        tmp_path / "missing": "is not an existing folder",
+        tmp_path / "empty": "has no class subfolders",
+        tmp_path / "one-class": "at least two class folders",
+        tmp_path / "half-split": "not all of train/, val/ and test/",
+    }
     for root, message in cases.items():
         with pytest.raises(ConvlensError, match=message):
             image_classes(root)
@@ -86,4 +90,5 @@ def test_a_missing_folder_fails_training_in_one_line(tmp_path, capsys):
     assert exit_.value.code == 1
     assert capsys.readouterr().err.strip() == (
         f"error: data.root={tmp_path / 'nope'} is not an existing folder; pass data.root=<a folder with one "
-        "subfolder of images per class (root/cat/1.png, root/dog/2.png)>")
+        "subfolder of images per class (root/cat/1.png, root/dog/2.png)>"
+    )

@@ -95,7 +95,9 @@ def test_light_digit_on_dark_is_not_inverted(six, other_digits, tmp_path):
 
 def test_jpeg_photo_in_colour(six, other_digits, tmp_path):
     page = on_paper(six).convert("RGB")
-    tinted = Image.merge("RGB", [band.point(lambda v, k=k: v * k) for band, k in zip(page.split(), (1.0, 0.95, 0.8), strict=True)])
+    tinted = Image.merge(
+        "RGB", [band.point(lambda v, k=k: v * k) for band, k in zip(page.split(), (1.0, 0.95, 0.8), strict=True)]
+    )
     path = tmp_path / "six.jpg"
     tinted.save(path, quality=70)
     assert_is(load(path), six, other_digits)

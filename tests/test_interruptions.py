@@ -27,11 +27,22 @@ pytestmark = pytest.mark.slow
 
 EPOCH = 100  # training batches per epoch
 STEPS = 2 * EPOCH
-RUN = ["trainer=cpu", "trainer.deterministic=true", "trainer.max_epochs=2", f"trainer.limit_train_batches={EPOCH}",
-       "trainer.val_check_interval=40", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
-       "callbacks.rich_progress_bar=null", "callbacks.step_checkpoint.every_n_train_steps=10",
-       "trainer.enable_model_summary=false", "threads=1", "logger=csv", "trainer.log_every_n_steps=1",
-       "+logger.csv.flush_logs_every_n_steps=1"]  # validation at steps 40, 80, 140, 180
+RUN = [
+    "trainer=cpu",
+    "trainer.deterministic=true",
+    "trainer.max_epochs=2",
+    f"trainer.limit_train_batches={EPOCH}",
+    "trainer.val_check_interval=40",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.step_checkpoint.every_n_train_steps=10",
+    "trainer.enable_model_summary=false",
+    "threads=1",
+    "logger=csv",
+    "trainer.log_every_n_steps=1",
+    "+logger.csv.flush_logs_every_n_steps=1",
+]  # validation at steps 40, 80, 140, 180
 TIMING = {"fit_seconds", "train_loop_seconds", "seconds_per_epoch", "wall_seconds"}
 # The last epoch's training loss and accuracy: after a resume in the middle of that epoch they average only the
 # batches since the resume (a documented limit), so resumed runs are compared without them.
@@ -40,12 +51,19 @@ LAST_VALIDATION = 180
 
 
 def start(log_dir: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, str(PROJECT_ROOT / "src" / "train.py"), *RUN, f"paths.data_dir={data_dir}",
-               f"paths.log_dir={log_dir}", *extra]
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "src" / "train.py"),
+        *RUN,
+        f"paths.data_dir={data_dir}",
+        f"paths.log_dir={log_dir}",
+        *extra,
+    ]
     tests = Path(__file__).parent  # signal_from_inside, for the runs that signal themselves
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), str(PROJECT_ROOT / "src")])}
-    return subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    return subprocess.Popen(
+        command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
 
 
 def finish(process: subprocess.Popen) -> tuple[int, str]:
@@ -93,8 +111,9 @@ def runs(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("interruptions")
     logs = {name: root / name for name in ("twin_a", "twin_b", *STOPPED)}
     with ThreadPoolExecutor(max_workers=6) as pool:
-        started = {name: pool.submit(lambda n=name: finish(start(logs[n], data_dir, *STOPPED.get(n, []))))
-                   for name in logs}
+        started = {
+            name: pool.submit(lambda n=name: finish(start(logs[n], data_dir, *STOPPED.get(n, [])))) for name in logs
+        }
         stopped = {name: future.result() for name, future in started.items()}
     stopped["twins"] = [stopped.pop("twin_a"), stopped.pop("twin_b")]
     stopped_ckpts = {name: run_dir(logs[name]) / "checkpoints" / "last.ckpt" for name in STOPPED}
@@ -103,18 +122,28 @@ def runs(tmp_path_factory, data_dir):
     with ThreadPoolExecutor(max_workers=3) as pool:
         resumes = {
             # a path; "last" within the interrupted run's logs; the newest checkpoint after kill -9
-            "sigterm": pool.submit(lambda: finish(start(resumed_logs["sigterm"], data_dir,
-                                                        f"ckpt_path={stopped_ckpts['sigterm']}"))),
+            "sigterm": pool.submit(
+                lambda: finish(start(resumed_logs["sigterm"], data_dir, f"ckpt_path={stopped_ckpts['sigterm']}"))
+            ),
             "sigint": pool.submit(lambda: finish(start(logs["sigint"], data_dir, "ckpt_path=last"))),
-            "sigkill": pool.submit(lambda: finish(start(resumed_logs["sigkill"], data_dir,
-                                                        f"ckpt_path={stopped_ckpts['sigkill']}"))),
+            "sigkill": pool.submit(
+                lambda: finish(start(resumed_logs["sigkill"], data_dir, f"ckpt_path={stopped_ckpts['sigkill']}"))
+            ),
         }
         resumed = {name: future.result() for name, future in resumes.items()}
     sigint_dirs = sorted((logs["sigint"] / "train" / "runs").iterdir(), key=lambda path: path.stat().st_mtime)
-    return {"logs": logs, "stopped": stopped, "stopped_steps": stopped_steps, "resumed": resumed,
-            "resumed_dirs": {"sigterm": run_dir(resumed_logs["sigterm"]), "sigint": sigint_dirs[-1],
-                             "sigkill": run_dir(resumed_logs["sigkill"])},
-            "sigint_first_dir": sigint_dirs[0]}
+    return {
+        "logs": logs,
+        "stopped": stopped,
+        "stopped_steps": stopped_steps,
+        "resumed": resumed,
+        "resumed_dirs": {
+            "sigterm": run_dir(resumed_logs["sigterm"]),
+            "sigint": sigint_dirs[-1],
+            "sigkill": run_dir(resumed_logs["sigkill"]),
+        },
+        "sigint_first_dir": sigint_dirs[0],
+    }
 
 
 def test_the_same_seed_twice_gives_identical_metrics_and_weights(runs):
@@ -126,8 +155,7 @@ def test_the_same_seed_twice_gives_identical_metrics_and_weights(runs):
 
 
 def test_runs_started_in_the_same_second_get_their_own_folders(runs):
-    folders = [run_dir(runs["logs"][name]).name for name in ("twin_a", "twin_b", "sigterm", "sigkill",
-                                                               "second_ctrl_c")]
+    folders = [run_dir(runs["logs"][name]).name for name in ("twin_a", "twin_b", "sigterm", "sigkill", "second_ctrl_c")]
     folders.append(runs["sigint_first_dir"].name)
     if len({folder.rsplit("_", 1)[0] for folder in folders}) == len(folders):
         pytest.skip("no two of the runs started in the same second this time: nothing for the pid to tell apart")

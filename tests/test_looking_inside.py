@@ -26,9 +26,18 @@ from convlens.tasks.visualize import visualize
 pytestmark = pytest.mark.slow
 
 # 40 real MNIST batches, validating every 10 on 200 images: four checks, at steps 10, 20, 30, 40.
-TINY = ("trainer=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=40", "trainer.val_check_interval=10",
-        "trainer.limit_val_batches=1", "data.eval_batch_size=200", "model.optimizer.lr=0.02", "threads=1",
-        "callbacks.rich_progress_bar=null", "trainer.enable_model_summary=false")
+TINY = (
+    "trainer=cpu",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=40",
+    "trainer.val_check_interval=10",
+    "trainer.limit_val_batches=1",
+    "data.eval_batch_size=200",
+    "model.optimizer.lr=0.02",
+    "threads=1",
+    "callbacks.rich_progress_bar=null",
+    "trainer.enable_model_summary=false",
+)
 CHECK_STEPS = [10, 20, 30, 40]
 PICTURE_TAGS = ["kernels/conv1", "kernels/conv2", "feature_maps/conv1", "feature_maps/conv2", "probe/image"]
 HISTOGRAM_TAGS = [f"histograms/{conv}.{part}" for conv in ("conv1", "conv2") for part in ("weight", "bias")]
@@ -135,8 +144,13 @@ def test_training_is_bit_identical_with_the_callback_on_or_off(tmp_path, data_di
 def test_resumed_training_keeps_the_error_history(tmp_path, data_dir):
     first = fit(tmp_path, data_dir, "trainer.limit_train_batches=20")
     (before,) = [c for c in first.callbacks if isinstance(c, ConvNetPictures)]
-    resumed = fit(tmp_path, data_dir, "trainer.max_epochs=2", "trainer.limit_train_batches=20",
-                  f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}")
+    resumed = fit(
+        tmp_path,
+        data_dir,
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=20",
+        f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}",
+    )
     (after,) = [c for c in resumed.callbacks if isinstance(c, ConvNetPictures)]
     assert len(before.val_err) == 2 and len(after.val_err) == 4
     assert after.val_err[:2] == before.val_err and after.train_err[:2] == before.train_err
@@ -171,8 +185,20 @@ def test_a_real_tensorboard_serves_the_pictures_and_curves(run):
     run_dir, _ = run
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(run_dir / "tensorboard"), "--host", "127.0.0.1",
-         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(run_dir / "tensorboard"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 60
         images = served_tags(f"http://127.0.0.1:{port}", "images", deadline)
@@ -188,8 +214,14 @@ def test_a_real_tensorboard_serves_the_pictures_and_curves(run):
 def test_visualize_draws_the_checkpoint(run, tmp_path, data_dir):
     run_dir, _ = run
     out_dir = tmp_path / "pictures"
-    result = run_entry("visualize.py", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "index=100",
-                       f"paths.data_dir={data_dir}", f"out_dir={out_dir}", f"hydra.run.dir={tmp_path / 'hydra'}")
+    result = run_entry(
+        "visualize.py",
+        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+        "index=100",
+        f"paths.data_dir={data_dir}",
+        f"out_dir={out_dir}",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+    )
     assert "test image 100 (a 6): predicted" in result.stdout
     title = 24
     expected = {
@@ -208,15 +240,24 @@ def test_visualize_reads_a_users_picture_and_refuses_a_text_file(run, tmp_path):
     page = Image.new("L", (300, 400), 235)
     page.paste(0, (120, 80, 160, 330))  # a dark "1" on light paper
     page.save(tmp_path / "one.jpg")
-    written = visualize(compose_config("visualize", [checkpoint, f"image={tmp_path / 'one.jpg'}",
-                                                     f"out_dir={tmp_path / 'one'}"], tmp_path))
+    written = visualize(
+        compose_config(
+            "visualize", [checkpoint, f"image={tmp_path / 'one.jpg'}", f"out_dir={tmp_path / 'one'}"], tmp_path
+        )
+    )
     assert Image.open(written["feature_maps_conv2"]).size == (side(8, 84), side(1, 84) + 24)
     assert Image.open(written["input"]).size == (84, 84 + 24)
 
     notes = tmp_path / "digit.png"
     notes.write_text("this is a six, honestly\n")
-    failed = run_entry("visualize.py", checkpoint, f"image={notes}", f"out_dir={tmp_path / 'notes'}",
-                       f"hydra.run.dir={tmp_path / 'hydra2'}", check=False)
+    failed = run_entry(
+        "visualize.py",
+        checkpoint,
+        f"image={notes}",
+        f"out_dir={tmp_path / 'notes'}",
+        f"hydra.run.dir={tmp_path / 'hydra2'}",
+        check=False,
+    )
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
     assert len(failed.stderr.strip().splitlines()) == 1
     assert f"{notes} is not an image" in failed.stderr
@@ -227,14 +268,30 @@ def test_visualize_takes_ckpt_path_last_the_newest_runs_last_checkpoint(tmp_path
     runs = tmp_path / "logs" / "train" / "runs"
     for run, depth in (("2026-01-01_00-00-00_1", [4, 8]), ("2026-01-02_00-00-00_1", [2, 4])):
         (runs / run / "checkpoints").mkdir(parents=True)
-        model = ConvNetClassifier(net={"depth": depth}, optimizer={"_target_": "torch.optim.SGD", "_partial_": True,
-                                                                   "lr": 0.01})
-        torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                    "pytorch-lightning_version": pl.__version__}, runs / run / "checkpoints" / "last.ckpt")
+        model = ConvNetClassifier(
+            net={"depth": depth}, optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01}
+        )
+        torch.save(
+            {
+                "state_dict": model.state_dict(),
+                "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": pl.__version__,
+            },
+            runs / run / "checkpoints" / "last.ckpt",
+        )
     page = Image.new("L", (60, 80), 235)
     page.paste(0, (25, 10, 35, 70))  # a dark "1" on light paper
     page.save(tmp_path / "one.png")
-    written = visualize(compose_config("visualize", ["ckpt_path=last", f"image={tmp_path / 'one.png'}",
-                                                     f"paths.log_dir={tmp_path / 'logs'}",
-                                                     f"out_dir={tmp_path / 'pictures'}"], tmp_path))
+    written = visualize(
+        compose_config(
+            "visualize",
+            [
+                "ckpt_path=last",
+                f"image={tmp_path / 'one.png'}",
+                f"paths.log_dir={tmp_path / 'logs'}",
+                f"out_dir={tmp_path / 'pictures'}",
+            ],
+            tmp_path,
+        )
+    )
     assert Image.open(written["kernels_conv1"]).size == (side(2, 80), side(1, 80) + 24)  # the newest run's 2 kernels

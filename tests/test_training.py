@@ -15,8 +15,13 @@ from digit_folders import write_digit_folder
 
 pytestmark = pytest.mark.slow
 
-SHORT_RUN = ("trainer.max_epochs=1", "trainer.limit_train_batches=150", "trainer.val_check_interval=75",
-             "trainer.limit_val_batches=2", "model.optimizer.lr=0.01")
+SHORT_RUN = (
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=150",
+    "trainer.val_check_interval=75",
+    "trainer.limit_val_batches=2",
+    "model.optimizer.lr=0.01",
+)
 
 
 def test_a_short_run_learns_beyond_80_percent(train_config, tmp_path):
@@ -36,9 +41,17 @@ def logged_rows(run_dir: Path) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("every", [1, 10])
 def test_step_loss_is_logged_every_n_steps_and_the_epoch_mean_matches_it(train_config, tmp_path, every):
-    metrics = train(train_config("trainer.max_epochs=1", "trainer.limit_train_batches=30",
-                                 "trainer.val_check_interval=30", "trainer.limit_val_batches=1", "test=false",
-                                 "logger=csv", f"trainer.log_every_n_steps={every}"))
+    metrics = train(
+        train_config(
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=30",
+            "trainer.val_check_interval=30",
+            "trainer.limit_val_batches=1",
+            "test=false",
+            "logger=csv",
+            f"trainer.log_every_n_steps={every}",
+        )
+    )
     rows = logged_rows(tmp_path)
     step_losses = {int(row["step"]): float(row["train/loss"]) for row in rows if row.get("train/loss")}
     assert sorted(step_losses) == list(range(every - 1, 30, every))
@@ -51,26 +64,51 @@ def test_step_loss_is_logged_every_n_steps_and_the_epoch_mean_matches_it(train_c
 
 
 def test_resuming_from_last_ckpt_continues_the_global_step(train_config, tmp_path):
-    train(train_config("trainer.max_epochs=1", "trainer.limit_train_batches=20", "trainer.val_check_interval=10",
-                       "trainer.limit_val_batches=1", "test=false"))
+    train(
+        train_config(
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=20",
+            "trainer.val_check_interval=10",
+            "trainer.limit_val_batches=1",
+            "test=false",
+        )
+    )
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 20
 
-    resumed = train(train_config("trainer.max_epochs=2", "trainer.limit_train_batches=20",
-                                 "trainer.val_check_interval=10", "trainer.limit_val_batches=1", "test=false",
-                                 f"ckpt_path={last}"))
+    resumed = train(
+        train_config(
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=20",
+            "trainer.val_check_interval=10",
+            "trainer.limit_val_batches=1",
+            "test=false",
+            f"ckpt_path={last}",
+        )
+    )
     assert resumed["steps"] == 40 and resumed["epochs"] == 2
 
 
 def test_train_then_eval_entry_points_agree_on_test_accuracy(data_dir, tmp_path):
     run_dir = tmp_path / "run"
-    run_entry("train.py", *SHORT_RUN, "trainer=cpu", "data.val_size=5000", f"paths.data_dir={data_dir}",
-              f"hydra.run.dir={run_dir}")
+    run_entry(
+        "train.py",
+        *SHORT_RUN,
+        "trainer=cpu",
+        "data.val_size=5000",
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={run_dir}",
+    )
     trained = json.loads((run_dir / "metrics.json").read_text())
 
     eval_dir = tmp_path / "eval"
-    result = run_entry("eval.py", f"ckpt_path={trained['best_ckpt']}", "trainer=cpu",
-                       f"paths.data_dir={data_dir}", f"hydra.run.dir={eval_dir}")
+    result = run_entry(
+        "eval.py",
+        f"ckpt_path={trained['best_ckpt']}",
+        "trainer=cpu",
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={eval_dir}",
+    )
     evaluated = json.loads((eval_dir / "metrics.json").read_text())
 
     assert evaluated["test/acc"] == trained["test/acc"]
@@ -105,12 +143,29 @@ def test_the_epoch_loss_weighs_a_short_batch_by_its_images(data_dir, tmp_path):
     """96 images in batches of 20: four steps of 20 and one of 16. The epoch's loss is the mean over images."""
     folder = write_digit_folder(data_dir, tmp_path / "digits", per_class=40)
     run_dir = tmp_path / "run"
-    metrics = train(compose_config("train", [
-        "trainer=cpu", f"paths.data_dir={data_dir}", "callbacks.rich_progress_bar=null",
-        "callbacks.convnet_pictures=null", "trainer.enable_model_summary=false", "data=imagefolder",
-        f"data.root={folder}", "data.batch_size=20", "trainer.max_epochs=1", "trainer.val_check_interval=1.0",
-        "trainer.limit_val_batches=1", "test=false", "logger=csv", "trainer.log_every_n_steps=1",
-        "model.optimizer.lr=0.05"], run_dir))
+    metrics = train(
+        compose_config(
+            "train",
+            [
+                "trainer=cpu",
+                f"paths.data_dir={data_dir}",
+                "callbacks.rich_progress_bar=null",
+                "callbacks.convnet_pictures=null",
+                "trainer.enable_model_summary=false",
+                "data=imagefolder",
+                f"data.root={folder}",
+                "data.batch_size=20",
+                "trainer.max_epochs=1",
+                "trainer.val_check_interval=1.0",
+                "trainer.limit_val_batches=1",
+                "test=false",
+                "logger=csv",
+                "trainer.log_every_n_steps=1",
+                "model.optimizer.lr=0.05",
+            ],
+            run_dir,
+        )
+    )
     step_losses = [float(row["train/loss"]) for row in logged_rows(run_dir) if row.get("train/loss")]
     sizes = [20, 20, 20, 20, 16]
     assert len(step_losses) == len(sizes)

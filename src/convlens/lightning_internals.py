@@ -38,8 +38,15 @@ def check_lightning_internals(trainer: Trainer) -> None:
         ("LightningOptimizer", optimizer, "_on_before_step"),
         ("LightningOptimizer", optimizer, "_on_after_step"),
         ("ModelCheckpoint", ModelCheckpoint(), "_every_n_train_steps"),
-        *(("ModelCheckpoint", ModelCheckpoint, name) for name in (
-            "_should_skip_saving_checkpoint", "_monitor_candidates", "_save_topk_checkpoint", "_save_last_checkpoint")),
+        *(
+            ("ModelCheckpoint", ModelCheckpoint, name)
+            for name in (
+                "_should_skip_saving_checkpoint",
+                "_monitor_candidates",
+                "_save_topk_checkpoint",
+                "_save_last_checkpoint",
+            )
+        ),
         ("RichProgressBar", RichProgressBar, "_update"),
     ]
     missing = [f"{owner}.{name}" for owner, value, name in places if not _has(value, name)]
@@ -52,7 +59,8 @@ def check_lightning_internals(trainer: Trainer) -> None:
         raise ConvlensError(
             f"pytorch-lightning {pytorch_lightning.__version__} lacks {', '.join(missing)}, which convlens uses "
             f"(written for pytorch-lightning {WRITTEN_FOR}, see docs/testing.md); "
-            f"install it: pip install pytorch-lightning=={WRITTEN_FOR}")
+            f"install it: pip install pytorch-lightning=={WRITTEN_FOR}"
+        )
 
 
 def _has(value: Any, dotted: str) -> bool:

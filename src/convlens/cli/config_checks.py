@@ -20,7 +20,8 @@ def check_accelerator(trainer: DictConfig) -> None:
     if str(trainer.get("accelerator")) in GPU_ACCELERATORS and not torch.cuda.is_available():
         raise ConvlensError(
             f"trainer.accelerator={trainer.accelerator} asks for a GPU but torch sees none "
-            "(torch.cuda.is_available() is False); use trainer=cpu or trainer=default")
+            "(torch.cuda.is_available() is False); use trainer=cpu or trainer=default"
+        )
 
 
 def shown(value: Any) -> str:
@@ -56,8 +57,9 @@ def settings(node: DictConfig, prefix: str = "") -> Iterator[tuple[str, Any, str
         if isinstance(value, DictConfig) and (rule is None or dict in rule.kinds):  # a section of settings
             yield from settings(value, name + ".")
         else:
-            plain = OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) \
-                else value
+            plain = (
+                OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+            )
             yield name, plain, source
 
 
@@ -80,18 +82,24 @@ def check_interval_fits(trainer: Any, images: int, batch_size: int, world_size: 
     ``trainer`` is the trainer's config or the Trainer itself: both name the settings alike.
     """
     interval, every_n_epochs = _setting(trainer, "val_check_interval"), _setting(trainer, "check_val_every_n_epoch")
-    if (_setting(trainer, "fast_dev_run") or not isinstance(interval, int) or isinstance(interval, bool)
-            or every_n_epochs is None):
+    if (
+        _setting(trainer, "fast_dev_run")
+        or not isinstance(interval, int)
+        or isinstance(interval, bool)
+        or every_n_epochs is None
+    ):
         return  # a fraction of the epoch, None, a time such as "00:00:10:00", or counted across epochs
     limit = _setting(trainer, "limit_train_batches")
     limit = None if limit == 1.0 else limit
     batches = train_steps_per_epoch(images, batch_size, world_size, limit)
     if interval > batches:
         counted = f"{images} images / data.batch_size={batch_size}" + (
-            f", cut by trainer.limit_train_batches={limit}" if limit is not None else "")
+            f", cut by trainer.limit_train_batches={limit}" if limit is not None else ""
+        )
         raise ConvlensError(
             f"trainer.val_check_interval={interval} batches, but an epoch has {batches} training batches "
-            f"({counted}); set trainer.val_check_interval to at most {batches}, or to 1.0 for once an epoch")
+            f"({counted}); set trainer.val_check_interval to at most {batches}, or to 1.0 for once an epoch"
+        )
 
 
 def _setting(trainer: Any, name: str) -> Any:
@@ -108,7 +116,9 @@ def check_train_config(cfg: DictConfig) -> None:
 
 def check_eval_config(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "ckpt_path"):
-        raise ConvlensError("no checkpoint given; pass ckpt_path=<run dir>/checkpoints/last.ckpt, or ckpt_path=last "
-                            "for the newest run's")
+        raise ConvlensError(
+            "no checkpoint given; pass ckpt_path=<run dir>/checkpoints/last.ckpt, or ckpt_path=last "
+            "for the newest run's"
+        )
     check_settings(cfg)
     check_accelerator(cfg.trainer)

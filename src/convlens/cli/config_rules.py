@@ -13,8 +13,23 @@ from typing import Any
 
 from convlens.export.formats import FORMATS
 
-LIGHTNING_PRECISIONS = ("64-true", "64", 64, "32-true", "32", 32, "16-true", "16-mixed", "16", 16,
-                        "bf16-true", "bf16-mixed", "bf16", "transformer-engine", "transformer-engine-float16")
+LIGHTNING_PRECISIONS = (
+    "64-true",
+    "64",
+    64,
+    "32-true",
+    "32",
+    32,
+    "16-true",
+    "16-mixed",
+    "16",
+    16,
+    "bf16-true",
+    "bf16-mixed",
+    "bf16",
+    "transformer-engine",
+    "transformer-engine-float16",
+)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
 
@@ -65,20 +80,42 @@ def between(value: float, low: float | None, high: float | None, low_open: bool,
 
 def integer(low: int | None = None, high: int | None = None, *, example: int, null: bool = False) -> Rule:
     words = "a positive integer" if (low, high) == (1, None) else f"an integer {spelled(low, high, False, False)}"
-    return Rule((int,), words + (" or null" if null else ""), str(example),
-                lambda value: between(value, low, high, False, False), null,
-                tuple(bound for bound in (None if low is None else low - 1, None if high is None else high + 1)
-                      if bound is not None))
+    return Rule(
+        (int,),
+        words + (" or null" if null else ""),
+        str(example),
+        lambda value: between(value, low, high, False, False),
+        null,
+        tuple(
+            bound
+            for bound in (None if low is None else low - 1, None if high is None else high + 1)
+            if bound is not None
+        ),
+    )
 
 
-def number(low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False,
-           example: float) -> Rule:
-    words = f"a number {spelled(low, high, low_open, high_open)}" if high is None else \
-        spelled(low, high, low_open, high_open)
+def number(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    example: float,
+) -> Rule:
+    words = (
+        f"a number {spelled(low, high, low_open, high_open)}"
+        if high is None
+        else spelled(low, high, low_open, high_open)
+    )
     outside = [] if low is None else [low if low_open else low - 0.5]
     outside += [] if high is None else [high if high_open else high + 0.5]
-    return Rule((float,), words, str(example), lambda value: between(value, low, high, low_open, high_open),
-                out_of_range=tuple(outside))
+    return Rule(
+        (float,),
+        words,
+        str(example),
+        lambda value: between(value, low, high, low_open, high_open),
+        out_of_range=tuple(outside),
+    )
 
 
 def flag(example: bool = True) -> Rule:
@@ -87,8 +124,14 @@ def flag(example: bool = True) -> Rule:
 
 def choice(*options: Any, null: bool = False) -> Rule:
     kinds = tuple({type(option) for option in options})
-    return Rule(kinds, "one of " + ", ".join(map(str, options)) + (" or null" if null else ""), str(options[0]),
-                lambda value: value in options, null, ("nope",) if str in kinds else ())
+    return Rule(
+        kinds,
+        "one of " + ", ".join(map(str, options)) + (" or null" if null else ""),
+        str(options[0]),
+        lambda value: value in options,
+        null,
+        ("nope",) if str in kinds else (),
+    )
 
 
 def text(example: str, *, null: bool = False, what: str = "a text") -> Rule:
@@ -99,8 +142,14 @@ def path(example: str, *, null: bool = False) -> Rule:
     return text(example, null=null, what="a path")
 
 
-def custom(kinds: tuple[type, ...], expected: str, example: str, in_range: Callable[[Any], bool],
-           out_of_range: tuple[Any, ...], null: bool = False) -> Rule:
+def custom(
+    kinds: tuple[type, ...],
+    expected: str,
+    example: str,
+    in_range: Callable[[Any], bool],
+    out_of_range: tuple[Any, ...],
+    null: bool = False,
+) -> Rule:
     return Rule(kinds, expected, example, in_range, null, out_of_range)
 
 
@@ -128,8 +177,12 @@ def devices(value: Any) -> bool:
 
 def int_list(low: int, length: int | None = None) -> Callable[[Any], bool]:
     def ok(value: Any) -> bool:
-        return (length is None or len(value) == length) and bool(value) and \
-            all(is_kind(item, (int,)) and item >= low for item in value)
+        return (
+            (length is None or len(value) == length)
+            and bool(value)
+            and all(is_kind(item, (int,)) and item >= low for item in value)
+        )
+
     return ok
 
 
@@ -143,8 +196,14 @@ def image_side(value: Any) -> bool:
 
 COLORMAP = text("viridis", what="a matplotlib colour map name")
 CHECKPOINT = path("<run dir>/checkpoints/last.ckpt", null=True)
-LIMIT = custom((int, float), "a number of batches (integer >= 0), a fraction in [0, 1], or null", "null",
-               batches_or_fraction, (-1, 1.5), null=True)
+LIMIT = custom(
+    (int, float),
+    "a number of batches (integer >= 0), a fraction in [0, 1], or null",
+    "null",
+    batches_or_fraction,
+    (-1, 1.5),
+    null=True,
+)
 
 RULES: dict[str, Rule] = {
     # conf/train.yaml, eval.yaml, predict.yaml, visualize.yaml
@@ -157,8 +216,14 @@ RULES: dict[str, Rule] = {
     "test": flag(),
     "optimized_metric": text("val/acc_best", what="a metric name"),
     "float32_matmul_precision": choice("highest", "high", "medium"),
-    "images": custom((str, list), "a file, a folder or a list [a.png,b.png]", "my_digit.png",
-                     lambda value: value != "" and (isinstance(value, str) or text_list(value)), ("",), null=True),
+    "images": custom(
+        (str, list),
+        "a file, a folder or a list [a.png,b.png]",
+        "my_digit.png",
+        lambda value: value != "" and (isinstance(value, str) or text_list(value)),
+        ("",),
+        null=True,
+    ),
     "image": path("my_digit.png", null=True),
     "convert": choice("auto", "digit", "resize"),
     "top_k": integer(1, example=3),
@@ -189,15 +254,20 @@ RULES: dict[str, Rule] = {
     "data.num_workers": integer(0, example=0),
     "data.pin_memory": flag(),
     # conf/model
-    "model.net.depth": custom((list,), "two positive integers (channels of conv1 and conv2)", "[4,8]",
-                              int_list(1, length=2), ([4], [4, 0])),
+    "model.net.depth": custom(
+        (list,), "two positive integers (channels of conv1 and conv2)", "[4,8]", int_list(1, length=2), ([4], [4, 0])
+    ),
     "model.net.hidden": integer(1, example=512),
     "model.net.dropout": number(0, 1, high_open=True, example=0.5),
     "model.net.image_size": custom((int,), "a positive multiple of 4", "28", image_side, (0, 30)),
     "model.net.num_classes": integer(2, example=10),
-    "model.steps_per_call": custom((str, int), "auto or a whole number of optimizer steps >= 1", "auto",
-                                   lambda value: value == "auto" or (isinstance(value, int) and value >= 1),
-                                   (0, -1, "many")),
+    "model.steps_per_call": custom(
+        (str, int),
+        "auto or a whole number of optimizer steps >= 1",
+        "auto",
+        lambda value: value == "auto" or (isinstance(value, int) and value >= 1),
+        (0, -1, "many"),
+    ),
     "model.cuda_graphs": flag(False),
     "model.optimizer.lr": number(0, low_open=True, example=0.001),
     "model.optimizer.momentum": number(0, 1, high_open=True, example=0.9),
@@ -205,8 +275,14 @@ RULES: dict[str, Rule] = {
     "model.optimizer.nesterov": flag(False),
     "model.label_smoothing": number(0, 1, high_open=True, example=0.1),
     "model.class_names": custom((list,), "a list of class names", "[cat,dog]", text_list, (), null=True),
-    "model.scheduler": custom((dict,), "chosen as a group: model/scheduler=cosine or model/scheduler=constant",
-                              "null", lambda value: False, (), null=True),
+    "model.scheduler": custom(
+        (dict,),
+        "chosen as a group: model/scheduler=cosine or model/scheduler=constant",
+        "null",
+        lambda value: False,
+        (),
+        null=True,
+    ),
     "model.scheduler.T_max": integer(1, example=20),
     "model.scheduler.eta_min": number(0, example=0.0),
     "model.scheduler.factor": number(0, 1, low_open=True, example=1.0),
@@ -215,17 +291,27 @@ RULES: dict[str, Rule] = {
     "model.scheduler.warmup_steps": integer(0, example=500),
     "model.scheduler.warmup_start_factor": number(0, 1, low_open=True, example=0.1),
     "model.scheduler.max_lr": number(0, low_open=True, example=0.05),
-    "model.scheduler.total_steps": custom((str, int), "auto or a number of optimizer steps >= 1", "auto",
-                                          lambda value: value == "auto" or (isinstance(value, int) and value >= 1),
-                                          (0, "many")),
+    "model.scheduler.total_steps": custom(
+        (str, int),
+        "auto or a number of optimizer steps >= 1",
+        "auto",
+        lambda value: value == "auto" or (isinstance(value, int) and value >= 1),
+        (0, "many"),
+    ),
     "model.scheduler.pct_start": number(0, 1, low_open=True, high_open=True, example=0.25),
     "model.scheduler.anneal_strategy": choice("cos", "linear"),
     "model.scheduler.div_factor": number(0, low_open=True, example=25.0),
     "model.scheduler.final_div_factor": number(0, low_open=True, example=10000.0),
     "model.scheduler.cycle_momentum": flag(False),
     # conf/augment
-    "augment": custom((dict,), "chosen as a group: augment=shift, augment=affine or augment=elastic", "null",
-                      lambda value: False, (), null=True),
+    "augment": custom(
+        (dict,),
+        "chosen as a group: augment=shift, augment=affine or augment=elastic",
+        "null",
+        lambda value: False,
+        (),
+        null=True,
+    ),
     "augment.max_shift_px": number(0, example=2.0),
     "augment.max_rotation_deg": number(0, 180, example=10.0),
     "augment.max_scale_change": number(0, 1, high_open=True, example=0.1),
@@ -241,16 +327,26 @@ RULES: dict[str, Rule] = {
     # conf/trainer
     "trainer.default_root_dir": path("<run dir>"),
     "trainer.accelerator": choice(*ACCELERATORS),
-    "trainer.devices": custom((int, str, list), "a device count (>= 1, or -1 for all), a list of device indices, "
-                              "or auto", "1", devices, (0, -2, [])),
+    "trainer.devices": custom(
+        (int, str, list),
+        "a device count (>= 1, or -1 for all), a list of device indices, or auto",
+        "1",
+        devices,
+        (0, -2, []),
+    ),
     "trainer.num_nodes": integer(1, example=1),
     "trainer.strategy": text("auto", what="a Lightning strategy name"),
     "trainer.sync_batchnorm": flag(False),
     "trainer.use_distributed_sampler": flag(False),
     "trainer.max_epochs": integer(1, example=20),
     "trainer.val_check_interval": custom(
-        (int, float, str), "a number of training batches (integer >= 1), a fraction of an epoch in (0, 1], "
-        "or a duration DD:HH:MM:SS", "100", interval, (0, -1, 0.0, 1.5), null=True),
+        (int, float, str),
+        "a number of training batches (integer >= 1), a fraction of an epoch in (0, 1], or a duration DD:HH:MM:SS",
+        "100",
+        interval,
+        (0, -1, 0.0, 1.5),
+        null=True,
+    ),
     "trainer.check_val_every_n_epoch": integer(1, example=1, null=True),
     "trainer.log_every_n_steps": integer(1, example=50),
     "trainer.deterministic": choice(False, True, "warn"),
@@ -259,8 +355,9 @@ RULES: dict[str, Rule] = {
     "trainer.limit_train_batches": LIMIT,
     "trainer.limit_val_batches": LIMIT,
     "trainer.limit_test_batches": LIMIT,
-    "trainer.fast_dev_run": custom((bool, int), "true, false or a number of batches (integer >= 0)", "true",
-                                   lambda value: value >= 0, (-1,)),
+    "trainer.fast_dev_run": custom(
+        (bool, int), "true, false or a number of batches (integer >= 0)", "true", lambda value: value >= 0, (-1,)
+    ),
     "trainer.plugins": custom((list,), "a list of Lightning plugins", "[]", lambda value: True, (), null=True),
     # conf/callbacks
     "callbacks.model_checkpoint.dirpath": path("<run dir>/checkpoints"),
@@ -282,8 +379,9 @@ RULES: dict[str, Rule] = {
     "callbacks.stop_on_signal.filename": text("last.ckpt", what="a file name"),
     "callbacks.rich_progress_bar.refresh_rate": integer(0, example=10),
     "callbacks.rich_progress_bar.metrics_every_n_batches": integer(1, example=50),
-    "callbacks.convnet_pictures.probe_indices": custom((list,), "a list of test-set indices (integers 0 to 9999)",
-                                                       "[100]", int_list(0), ([-1], [])),
+    "callbacks.convnet_pictures.probe_indices": custom(
+        (list,), "a list of test-set indices (integers 0 to 9999)", "[100]", int_list(0), ([-1], [])
+    ),
     "callbacks.convnet_pictures.every_n_checks": integer(1, example=1),
     "callbacks.convnet_pictures.tensorboard_tile_px": integer(1, example=1),
     "callbacks.convnet_pictures.augmentation_images": integer(1, example=16),
@@ -294,13 +392,15 @@ RULES: dict[str, Rule] = {
     # conf/logger
     "logger.tensorboard.save_dir": path("<run dir>"),
     "logger.tensorboard.name": text("tensorboard", what="a folder name"),
-    "logger.tensorboard.version": custom((str, int), "a folder name, a number or null", '""', lambda value: True,
-                                         (), null=True),
+    "logger.tensorboard.version": custom(
+        (str, int), "a folder name, a number or null", '""', lambda value: True, (), null=True
+    ),
     "logger.tensorboard.default_hp_metric": flag(False),
     "logger.csv.save_dir": path("<run dir>"),
     "logger.csv.name": text("csv", what="a folder name"),
-    "logger.csv.version": custom((str, int), "a folder name, a number or null", '""', lambda value: True, (),
-                                 null=True),
+    "logger.csv.version": custom(
+        (str, int), "a folder name, a number or null", '""', lambda value: True, (), null=True
+    ),
     "logger.mlflow.experiment_name": text("convlens", what="an experiment name"),
     "logger.mlflow.run_name": text("bigger-lr", null=True, what="a run name"),
     "logger.mlflow.tracking_uri": text("sqlite:///logs/mlflow/mlflow.db", what="an MLflow tracking URI"),

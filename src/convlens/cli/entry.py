@@ -119,28 +119,39 @@ def hydra_error_line(error: HydraException) -> str:
         why = error.message.splitlines()[0]
         key, equals, value = error.override.partition("=")
         if equals and not re.fullmatch(r"[\[{].*", value) and not HYDRA_PLAIN_VALUE.fullmatch(value):
-            return (f"cannot read the override {error.override!r} ({why}); a value with spaces, non-ASCII letters "
-                    f"or brackets needs Hydra's quotes inside the shell's: {shell_override(key, value)}")
-        return (f"cannot read the override {error.override!r} ({why}); write key=value, "
-                "quoting lists and spaces for the shell: 'model.net.depth=[4,8]'")
+            return (
+                f"cannot read the override {error.override!r} ({why}); a value with spaces, non-ASCII letters "
+                f"or brackets needs Hydra's quotes inside the shell's: {shell_override(key, value)}"
+            )
+        return (
+            f"cannot read the override {error.override!r} ({why}); write key=value, "
+            "quoting lists and spaces for the shell: 'model.net.depth=[4,8]'"
+        )
     cause = error.__cause__
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and cause.full_key and cause.parent_node is not None:
         known = [str(key) for key in cause.parent_node.keys()]
         close = difflib.get_close_matches(str(cause.key), known, n=1)
         prefix = cause.full_key.rpartition(".")[0]
-        hint = f"did you mean {prefix + '.' if prefix else ''}{close[0]}?" if close else \
-            f"the keys there are {', '.join(known)}"
-        return (f"{cause.full_key} is not a setting ({hint}); "
-                f"fix its spelling, or write +{cause.full_key}=... to add a new key on purpose")
+        hint = (
+            f"did you mean {prefix + '.' if prefix else ''}{close[0]}?"
+            if close
+            else f"the keys there are {', '.join(known)}"
+        )
+        return (
+            f"{cause.full_key} is not a setting ({hint}); "
+            f"fix its spelling, or write +{cause.full_key}=... to add a new key on purpose"
+        )
     return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
 def shown_config_error(error: InterpolationKeyError) -> str:
     """``--cfg hydra --resolve``: Hydra shows its own settings without the run's, which conf/hydra reads."""
-    return (f"{str(error).splitlines()[0].rstrip('.')}: --cfg hydra leaves out the run's settings, which "
-            "Hydra's own read (hydra.run.dir and hydra.sweep.dir: paths.log_dir; the SLURM launcher: "
-            "trainer.*); resolve them with the rest: --cfg all --package hydra --resolve (or --package "
-            "hydra.launcher)")
+    return (
+        f"{str(error).splitlines()[0].rstrip('.')}: --cfg hydra leaves out the run's settings, which "
+        "Hydra's own read (hydra.run.dir and hydra.sweep.dir: paths.log_dir; the SLURM launcher: "
+        "trainer.*); resolve them with the rest: --cfg all --package hydra --resolve (or --package "
+        "hydra.launcher)"
+    )
 
 
 def report_a_stopped_sweep(stop: BaseException) -> None:

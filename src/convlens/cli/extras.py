@@ -14,5 +14,6 @@ def import_extra(module: str, extra: str, needed_by: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise ConvlensError(f"{needed_by} needs {module}, which is not installed here ({error}); "
-                            f"pip install -e '.[{extra}]'") from error
+        raise ConvlensError(
+            f"{needed_by} needs {module}, which is not installed here ({error}); pip install -e '.[{extra}]'"
+        ) from error

@@ -28,8 +28,9 @@ class LightRichProgressBar(RichProgressBar):
         plan = getattr(self.trainer.lightning_module, "chunk_plan", None)
         return super().total_train_batches if plan is None else plan.steps_per_epoch
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         plan = getattr(pl_module, "chunk_plan", None)
         every_call = plan is not None  # a call is many steps: reading the metrics once per call is cheap
         if every_call or self.train_progress_bar_id is None or (batch_idx + 1) % self.metrics_every_n_batches == 0:

@@ -11,6 +11,7 @@ class ProgressLog(Callback):
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        metrics = ", ".join(f"{key} {float(value):.4f}" for key, value in sorted(trainer.callback_metrics.items())
-                            if value.numel() == 1)
+        metrics = ", ".join(
+            f"{key} {float(value):.4f}" for key, value in sorted(trainer.callback_metrics.items()) if value.numel() == 1
+        )
         log.info("epoch %d, step %d: %s", trainer.current_epoch, trainer.global_step, metrics)

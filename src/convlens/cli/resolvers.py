@@ -27,8 +27,10 @@ def name_suffix(run_name: str | None) -> str:
     if run_name in (None, ""):
         return ""
     if not RUN_NAME.fullmatch(str(run_name)):
-        raise ConvlensError(f"run_name={run_name} must be letters, digits and _ . + - (it names the run's folder); "
-                            "try run_name=bigger-lr")
+        raise ConvlensError(
+            f"run_name={run_name} must be letters, digits and _ . + - (it names the run's folder); "
+            "try run_name=bigger-lr"
+        )
     return f"_{run_name}"
 
 

@@ -54,8 +54,14 @@ def tee_warnings() -> None:
     if getattr(shown, "logs_too", False):
         return
 
-    def show_and_log(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                     file: Any = None, line: str | None = None) -> None:
+    def show_and_log(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
         shown(message, category, filename, lineno, file, line)
         log.warning("%s: %s", category.__name__, message)
 

@@ -30,9 +30,14 @@ class BatchAugment:
     ``elastic_sigma_px``, times alpha pixels), 0 for none. Pixels moved in from outside the image are black (0).
     """
 
-    def __init__(self, max_shift_px: float = 0.0, max_rotation_deg: float = 0.0,
-                 max_scale_change: float = 0.0, elastic_alpha_px: float = 0.0,
-                 elastic_sigma_px: float = 4.0) -> None:
+    def __init__(
+        self,
+        max_shift_px: float = 0.0,
+        max_rotation_deg: float = 0.0,
+        max_scale_change: float = 0.0,
+        elastic_alpha_px: float = 0.0,
+        elastic_sigma_px: float = 4.0,
+    ) -> None:
         self.max_shift_px = float(max_shift_px)
         self.max_rotation = math.radians(max_rotation_deg)
         self.max_scale_change = float(max_scale_change)
@@ -54,28 +59,40 @@ class BatchAugment:
         moved = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return moved.clamp_(0, 1).to(images.dtype)  # bilinear weights sum to 1: the clamp only removes rounding
 
-    def uniform(self, shape: tuple[int, ...], low: float, high: float, device: torch.device,
-                generator: torch.Generator | None) -> torch.Tensor:
+    def uniform(
+        self, shape: tuple[int, ...], low: float, high: float, device: torch.device, generator: torch.Generator | None
+    ) -> torch.Tensor:
         return low + (high - low) * torch.rand(shape, device=device, generator=generator)
 
-    def affine_matrices(self, n: int, height: int, width: int, device: torch.device,
-                        generator: torch.Generator | None) -> torch.Tensor:
+    def affine_matrices(
+        self, n: int, height: int, width: int, device: torch.device, generator: torch.Generator | None
+    ) -> torch.Tensor:
         """(N, 2, 3) maps from output to input coordinates in [-1, 1], where one pixel is 2 / side."""
-        angle = self.uniform((n,), -self.max_rotation, self.max_rotation, device, generator) \
-            if self.max_rotation else torch.zeros(n, device=device)
+        angle = (
+            self.uniform((n,), -self.max_rotation, self.max_rotation, device, generator)
+            if self.max_rotation
+            else torch.zeros(n, device=device)
+        )
         change = self.max_scale_change
-        scale = self.uniform((n,), 1 - change, 1 + change, device, generator) if change \
-            else torch.ones(n, device=device)
-        shift = self.uniform((n, 2), -self.max_shift_px, self.max_shift_px, device, generator) \
-            if self.max_shift_px else torch.zeros(n, 2, device=device)
+        scale = (
+            self.uniform((n,), 1 - change, 1 + change, device, generator) if change else torch.ones(n, device=device)
+        )
+        shift = (
+            self.uniform((n, 2), -self.max_shift_px, self.max_shift_px, device, generator)
+            if self.max_shift_px
+            else torch.zeros(n, 2, device=device)
+        )
         pixel = torch.tensor([2 / width, 2 / height], device=device)
         cos, sin = angle.cos() / scale, angle.sin() / scale  # reading at 1/scale enlarges by scale
-        rows = [torch.stack([cos, -sin, shift[:, 0] * pixel[0]], dim=1),
-                torch.stack([sin, cos, shift[:, 1] * pixel[1]], dim=1)]
+        rows = [
+            torch.stack([cos, -sin, shift[:, 0] * pixel[0]], dim=1),
+            torch.stack([sin, cos, shift[:, 1] * pixel[1]], dim=1),
+        ]
         return torch.stack(rows, dim=1)
 
-    def elastic_field(self, n: int, height: int, width: int, device: torch.device,
-                      generator: torch.Generator | None) -> torch.Tensor:
+    def elastic_field(
+        self, n: int, height: int, width: int, device: torch.device, generator: torch.Generator | None
+    ) -> torch.Tensor:
         """(N, H, W, 2) smooth random displacements in grid units (2 / side per pixel)."""
         field = self.uniform((n, 2, height, width), -1.0, 1.0, device, generator)
         radius = min(math.ceil(3 * self.elastic_sigma_px), min(height, width) - 1)  # reflect padding needs < side

@@ -6,8 +6,7 @@ from __future__ import annotations
 import math
 
 
-def train_steps_per_epoch(images: int, batch_size: int, world_size: int = 1,
-                          limit: int | float | None = None) -> int:
+def train_steps_per_epoch(images: int, batch_size: int, world_size: int = 1, limit: int | float | None = None) -> int:
     """Training batches in one epoch, as Lightning counts them, for ``images`` in global batches of ``batch_size``.
 
     Each of ``world_size`` processes takes ``ceil(images / world_size)`` of them (``DistributedSampler`` pads the

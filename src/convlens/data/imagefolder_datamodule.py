@@ -46,7 +46,8 @@ def split_folders(root: Path) -> dict[str, Path] | None:
     if len(present) < len(SPLITS):
         raise ConvlensError(
             f"data.root={root} has {', '.join(n + '/' for n in present)} but not all of train/, val/ and test/; "
-            f"give all three, or put {LAYOUT_HINT} directly in {root}")
+            f"give all three, or put {LAYOUT_HINT} directly in {root}"
+        )
     return {name: root / name for name in SPLITS}
 
 
@@ -67,23 +68,27 @@ def image_classes(root: str | os.PathLike | None) -> list[str]:
     for name in ("val", "test") if folders else ():
         assert folders is not None  # the loop runs only when there are split folders
         if classes_in(folders[name]) != classes:
-            raise ConvlensError(f"{folders[name]} has classes {classes_in(folders[name])}, but train/ has {classes}; "
-                                "give every split the same class subfolders")
+            raise ConvlensError(
+                f"{folders[name]} has classes {classes_in(folders[name])}, but train/ has {classes}; "
+                "give every split the same class subfolders"
+            )
     return classes
 
 
 def folder_transform(image_size: int) -> transforms.Compose:
     """Grayscale, resized to the model's square input, scaled to [0, 1]: what the model is trained and asked on."""
-    return transforms.Compose([transforms.Grayscale(1), transforms.Resize((image_size, image_size)),
-                               transforms.ToTensor()])
+    return transforms.Compose(
+        [transforms.Grayscale(1), transforms.Resize((image_size, image_size)), transforms.ToTensor()]
+    )
 
 
 def load_folder(folder: Path, image_size: int) -> ImageFolder:
     try:
         return ImageFolder(str(folder), transform=folder_transform(image_size))
     except FileNotFoundError as error:
-        raise ConvlensError(f"{folder}: {str(error).rstrip('.')}; put at least one image in every class folder") \
-            from error
+        raise ConvlensError(
+            f"{folder}: {str(error).rstrip('.')}; put at least one image in every class folder"
+        ) from error
 
 
 class ImageFolderDataModule(LightningDataModule):
@@ -105,7 +110,8 @@ class ImageFolderDataModule(LightningDataModule):
         if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
             raise ConvlensError(
                 f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} must both be above 0 "
-                "and leave images to train on (sum below 1); e.g. 0.1 each")
+                "and leave images to train on (sum below 1); e.g. 0.1 each"
+            )
         self.save_hyperparameters(logger=False)
         self.class_names = image_classes(root)
         # The config hands the model these values by interpolation; overriding them by hand would desynchronise.
@@ -114,7 +120,8 @@ class ImageFolderDataModule(LightningDataModule):
         if names_differ or count_differs:
             raise ConvlensError(
                 f"data.class_names/num_classes disagree with the {len(self.class_names)} class folders in {root} "
-                f"({', '.join(self.class_names)}); leave them to the config, which reads them from the folder")
+                f"({', '.join(self.class_names)}); leave them to the config, which reads them from the folder"
+            )
         self.train_set: ImageFolder | Subset[Any] | None = None
         self.val_set: ImageFolder | None = None
         self.test_set: ImageFolder | None = None
@@ -136,20 +143,26 @@ class ImageFolderDataModule(LightningDataModule):
         n_val = max(1, round(count * self.hparams.val_fraction))
         n_test = max(1, round(count * self.hparams.test_fraction))
         if n_val + n_test >= count:
-            raise ConvlensError(f"{root} has only {count} images: too few to split into train, validation and test; "
-                                "add images, or give root/train, root/val and root/test")
+            raise ConvlensError(
+                f"{root} has only {count} images: too few to split into train, validation and test; "
+                "add images, or give root/train, root/val and root/test"
+            )
         # Made here, inside each process, from a fixed seed: every DDP rank derives the same split.
         order = torch.randperm(count, generator=torch.Generator().manual_seed(self.hparams.split_seed)).tolist()
-        self.val_indices, self.test_indices = order[:n_val], order[n_val:n_val + n_test]
-        self.train_set = Subset(images, order[n_val + n_test:])
+        self.val_indices, self.test_indices = order[:n_val], order[n_val : n_val + n_test]
+        self.train_set = Subset(images, order[n_val + n_test :])
         self.val_set = self.test_set = images
 
-    def _loader(self, dataset: Dataset, batch_size: int, steps_per_call: int | None = None,
-                **sampling) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size * (steps_per_call or 1),
-                          collate_fn=None if steps_per_call is None else StepBatches(batch_size),
-                          num_workers=self.hparams.num_workers, pin_memory=self.hparams.pin_memory,
-                          persistent_workers=self.hparams.num_workers > 0, **sampling)
+    def _loader(self, dataset: Dataset, batch_size: int, steps_per_call: int | None = None, **sampling) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size * (steps_per_call or 1),
+            collate_fn=None if steps_per_call is None else StepBatches(batch_size),
+            num_workers=self.hparams.num_workers,
+            pin_memory=self.hparams.pin_memory,
+            persistent_workers=self.hparams.num_workers > 0,
+            **sampling,
+        )
 
     def _train(self) -> ImageFolder | Subset[Any]:
         train_set = self.train_set
@@ -162,17 +175,23 @@ class ImageFolderDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         share, train_set = Share.of(self.trainer), self._train()
-        return self._loader(train_set, share.device_batch_size(self.hparams.batch_size),
-                            steps_per_call=self.steps_per_call, **share.train_sampling(train_set))
+        return self._loader(
+            train_set,
+            share.device_batch_size(self.hparams.batch_size),
+            steps_per_call=self.steps_per_call,
+            **share.train_sampling(train_set),
+        )
 
     def val_dataloader(self) -> DataLoader:
         val_set = self.val_set
         assert val_set is not None  # setup() has run: Lightning calls it before asking for loaders
-        return self._loader(val_set, self.hparams.eval_batch_size,
-                            sampler=Share.of(self.trainer).eval_sampler(self.val_indices))
+        return self._loader(
+            val_set, self.hparams.eval_batch_size, sampler=Share.of(self.trainer).eval_sampler(self.val_indices)
+        )
 
     def test_dataloader(self) -> DataLoader:
         test_set = self.test_set
         assert test_set is not None  # setup() has run: Lightning calls it before asking for loaders
-        return self._loader(test_set, self.hparams.eval_batch_size,
-                            sampler=Share.of(self.trainer).eval_sampler(self.test_indices))
+        return self._loader(
+            test_set, self.hparams.eval_batch_size, sampler=Share.of(self.trainer).eval_sampler(self.test_indices)
+        )

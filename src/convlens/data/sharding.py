@@ -39,7 +39,8 @@ class Share:
         if batch_size % self.world_size:
             raise ConvlensError(
                 f"data.batch_size={batch_size} is the global batch and must divide evenly among the "
-                f"{self.world_size} processes; use a multiple of {self.world_size}")
+                f"{self.world_size} processes; use a multiple of {self.world_size}"
+            )
         return batch_size // self.world_size
 
     def train_steps_per_epoch(self, dataset_size: int, batch_size: int, limit: int | float | None = None) -> int:
@@ -49,12 +50,15 @@ class Share:
 
     def eval_sampler(self, indices: Sequence[int]) -> SubsetRandomSampler:
         """Every ``world_size``-th index from this rank's offset: disjoint shares that together cover all."""
-        return SubsetRandomSampler(indices[self.rank::self.world_size])
+        return SubsetRandomSampler(indices[self.rank :: self.world_size])
 
     def train_sampling(self, dataset: Dataset) -> dict[str, Any]:
         """DataLoader arguments: plain shuffling alone; a seeded ``DistributedSampler`` shard under DDP."""
         if self.world_size == 1:
             return {"shuffle": True}
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # set by seed_everything from the config's seed
-        return {"sampler": DistributedSampler(dataset, num_replicas=self.world_size, rank=self.rank,
-                                              shuffle=True, seed=seed)}
+        return {
+            "sampler": DistributedSampler(
+                dataset, num_replicas=self.world_size, rank=self.rank, shuffle=True, seed=seed
+            )
+        }

@@ -49,8 +49,17 @@ def write_onnx(net: nn.Module, example: torch.Tensor, path: Path) -> None:
     """torch's dynamo-based exporter (it needs onnx and onnxscript); the weights inside the one file."""
     for module in ("onnx", "onnxscript"):
         import_extra(module, "export", "format=onnx")
-    torch.onnx.export(NamedInput(net).eval(), (example,), str(path), dynamo=True, input_names=[INPUT],
-                      output_names=[OUTPUT], dynamic_shapes=dynamic_batch(), external_data=False, verbose=False)
+    torch.onnx.export(
+        NamedInput(net).eval(),
+        (example,),
+        str(path),
+        dynamo=True,
+        input_names=[INPUT],
+        output_names=[OUTPUT],
+        dynamic_shapes=dynamic_batch(),
+        external_data=False,
+        verbose=False,
+    )
 
 
 def run_onnx(path: Path, images: torch.Tensor) -> torch.Tensor:
@@ -76,8 +85,10 @@ FORMATS = {
 def chosen_format(name: str) -> Format:
     """The format ``name``, with its extra's modules importable, or one line saying what to do."""
     if name not in FORMATS:
-        raise ConvlensError(f"format={name} is not an export format; use format=onnx (onnxruntime, any language) "
-                            "or format=torch_export (a .pt2 for torch.export.load)")
+        raise ConvlensError(
+            f"format={name} is not an export format; use format=onnx (onnxruntime, any language) "
+            "or format=torch_export (a .pt2 for torch.export.load)"
+        )
     for module in FORMATS[name].needs:
         import_extra(module, "export", f"format={name}")
     return FORMATS[name]

@@ -18,8 +18,9 @@ LOAD_ERRORS = (RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.U
 
 def unreadable(path: Path, error: Exception) -> ConvlensError:
     first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return ConvlensError(f"{path} is not a readable convlens checkpoint ({first_line}); "
-                         "pass a .ckpt written by src/train.py")
+    return ConvlensError(
+        f"{path} is not a readable convlens checkpoint ({first_line}); pass a .ckpt written by src/train.py"
+    )
 
 
 def checked_checkpoint_path(ckpt_path: str | os.PathLike | None) -> Path:
@@ -42,7 +43,8 @@ def newest_last_checkpoint(runs_dir: str | os.PathLike) -> Path:
     if not candidates:
         raise ConvlensError(
             f"ckpt_path=last, but no run under {runs_dir} has checkpoints/last.ckpt; "
-            "train first, or pass ckpt_path=<run dir>/checkpoints/<name>.ckpt")
+            "train first, or pass ckpt_path=<run dir>/checkpoints/<name>.ckpt"
+        )
     return candidates[-1]
 
 
@@ -51,7 +53,8 @@ def read_checkpoint(path: Path) -> dict:
     if not zipfile.is_zipfile(path):
         raise ConvlensError(
             f"{path} is not a checkpoint (not a PyTorch archive: truncated, or another kind of file); "
-            "pass a .ckpt written by src/train.py")
+            "pass a .ckpt written by src/train.py"
+        )
     with zipfile.ZipFile(path) as archive:  # torch.load does not check the records' CRCs; damaged weights would load
         damaged = archive.testzip()
     if damaged is not None:
@@ -60,7 +63,8 @@ def read_checkpoint(path: Path) -> dict:
         record = damaged.partition("/")[2] or damaged
         raise ConvlensError(
             f"{path} is damaged (its record {record} fails its CRC check); use another checkpoint of the run, "
-            "e.g. its last.ckpt or best-*.ckpt")
+            "e.g. its last.ckpt or best-*.ckpt"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except LOAD_ERRORS as error:
@@ -74,8 +78,11 @@ def check_same_architecture(path: Path, checkpoint: dict, model: torch.nn.Module
     """Resuming needs every weight to fit the model this run's config builds; name the ones that do not."""
     saved = {name: tuple(value.shape) for name, value in checkpoint["state_dict"].items()}
     built = {name: tuple(value.shape) for name, value in model.state_dict().items()}
-    differences = [f"{name} {saved[name]} there, {built[name]} here"
-                   for name in built if name in saved and saved[name] != built[name]]
+    differences = [
+        f"{name} {saved[name]} there, {built[name]} here"
+        for name in built
+        if name in saved and saved[name] != built[name]
+    ]
     differences += [f"{name} missing there" for name in built if name not in saved]
     differences += [f"{name} not in this model" for name in saved if name not in built]
     if differences:
@@ -83,13 +90,14 @@ def check_same_architecture(path: Path, checkpoint: dict, model: torch.nn.Module
         settings = " ".join(f"model.net.{key}={value}".replace(" ", "") for key, value in net.items())
         hint = f"resume with the checkpoint's settings ({settings})" if settings else "resume with the same model"
         raise ConvlensError(
-            f"{path} is from a different architecture: " + "; ".join(differences[:4])
+            f"{path} is from a different architecture: "
+            + "; ".join(differences[:4])
             + (f"; and {len(differences) - 4} more" if len(differences) > 4 else "")
-            + f"; {hint}, or drop ckpt_path to start afresh")
+            + f"; {hint}, or drop ckpt_path to start afresh"
+        )
 
 
-def checkpoint_to_resume(ckpt_path: str | os.PathLike, runs_dir: str | os.PathLike,
-                         model: torch.nn.Module) -> Path:
+def checkpoint_to_resume(ckpt_path: str | os.PathLike, runs_dir: str | os.PathLike, model: torch.nn.Module) -> Path:
     """The file ``ckpt_path`` names (``last``: the newest run's ``last.ckpt``), checked to fit ``model``."""
     path = resolve_checkpoint(ckpt_path, runs_dir)
     check_same_architecture(path, read_checkpoint(path), model)

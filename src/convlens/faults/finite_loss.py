@@ -31,7 +31,8 @@ class StopOnNonFiniteLoss(Callback):
     def __init__(self, check_every_n_steps: int = 50) -> None:
         if check_every_n_steps < 1:
             raise ConvlensError(
-                f"callbacks.finite_loss.check_every_n_steps={check_every_n_steps} must be at least 1; try 50")
+                f"callbacks.finite_loss.check_every_n_steps={check_every_n_steps} must be at least 1; try 50"
+            )
         self.check_every_n_steps = check_every_n_steps
         self._first_bad: torch.Tensor | None = None  # [step, epoch, loss] of the first non-finite loss; step -1: none
         self._checked_at = 0  # the global step of the last host read
@@ -39,8 +40,9 @@ class StopOnNonFiniteLoss(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._checked_at = trainer.global_step  # a resumed run counts its checks from where it starts
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         losses = step_losses(outputs)
         if losses is None:
             return
@@ -71,7 +73,8 @@ class StopOnNonFiniteLoss(Callback):
         if not torch.stack([torch.isfinite(p).all() for p in pl_module.parameters()]).all():
             raise TrainingDiverged(
                 f"the weights became nan or infinite by step {trainer.global_step} although the loss was finite; "
-                f"{last_good(trainer)}; lower model.optimizer.lr")
+                f"{last_good(trainer)}; lower model.optimizer.lr"
+            )
 
     def _stop_if_diverged(self, trainer: Trainer) -> None:
         self._checked_at = trainer.global_step
@@ -83,7 +86,8 @@ class StopOnNonFiniteLoss(Callback):
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else "?"
         raise TrainingDiverged(
             f"training diverged and was stopped: the loss was {loss} at step {int(step)} "
-            f"(epoch {int(epoch)}); {last_good(trainer)}; lower model.optimizer.lr (it is {lr}) and train again")
+            f"(epoch {int(epoch)}); {last_good(trainer)}; lower model.optimizer.lr (it is {lr}) and train again"
+        )
 
 
 def step_losses(outputs: Any) -> torch.Tensor | None:
@@ -97,8 +101,13 @@ def step_losses(outputs: Any) -> torch.Tensor | None:
 
 def last_good(trainer: Trainer) -> str:
     """Where the newest checkpoint, written before the loss went bad, lies."""
-    saved = [Path(path) for callback in trainer.checkpoint_callbacks if isinstance(callback, ModelCheckpoint)
-             for path in (callback.last_model_path, callback.best_model_path) if path and Path(path).is_file()]
+    saved = [
+        Path(path)
+        for callback in trainer.checkpoint_callbacks
+        if isinstance(callback, ModelCheckpoint)
+        for path in (callback.last_model_path, callback.best_model_path)
+        if path and Path(path).is_file()
+    ]
     if not saved:
         return "no checkpoint had been saved yet"
     newest = max(saved, key=lambda path: path.stat().st_mtime)

@@ -32,8 +32,9 @@ class BestAcrossRunsCheckpoint(ModelCheckpoint):
             super().load_state_dict(state_dict)
         if carried_over:
             self.best_model_score = state_dict["best_model_score"]
-            self.best_k_models = {path: score for path, score in state_dict.get("best_k_models", {}).items()
-                                  if Path(path).is_file()}
+            self.best_k_models = {
+                path: score for path, score in state_dict.get("best_k_models", {}).items() if Path(path).is_file()
+            }
             self.kth_best_model_path: str = state_dict.get("kth_best_model_path", self.kth_best_model_path)
             self.kth_value: torch.Tensor = state_dict.get("kth_value", self.kth_value)
 
@@ -55,8 +56,9 @@ class StepCheckpoint(ModelCheckpoint):
         self._due_after_validation: int | None = None  # the step whose save waits for its validation
         self._saving_at_fit_end = False
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         every = every_n_train_steps(self)
         if every > 0 and trainer.global_step % every == 0 and validation_follows(trainer):
             self._due_after_validation = trainer.global_step

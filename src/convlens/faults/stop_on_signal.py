@@ -46,8 +46,10 @@ class StopOnSignal(Callback):
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C: Lightning's immediate shutdown
         self.received = signum
-        line = (f"{signal.Signals(signum).name}: saving a checkpoint once the steps under way end, then stopping "
-                "(Ctrl-C again: stop now, saving nothing)")
+        line = (
+            f"{signal.Signals(signum).name}: saving a checkpoint once the steps under way end, then stopping "
+            "(Ctrl-C again: stop now, saving nothing)"
+        )
         sys.stderr.write(f"\n{line}\n")
         log.warning(line)
         if self._trainer is not None and not self._trainer.validating:
@@ -69,8 +71,10 @@ class StopOnSignal(Callback):
         trainer.save_checkpoint(path, weights_only=False)  # everything a resume needs
         name = signal.Signals(self.received).name
         # ckpt_path=last looks only under logs/train/runs; the path itself resumes wherever hydra.run.dir put it
-        line = (f"{name}: stopped at step {trainer.global_step} (epoch {trainer.current_epoch}) and saved {path}; "
-                f"resume with {shell_override('ckpt_path', path.resolve())}")
+        line = (
+            f"{name}: stopped at step {trainer.global_step} (epoch {trainer.current_epoch}) and saved {path}; "
+            f"resume with {shell_override('ckpt_path', path.resolve())}"
+        )
         sys.stderr.write(line + "\n")
         log.warning(line)
         exception.code = 128 + self.received  # the shell's convention for a run ended by a signal

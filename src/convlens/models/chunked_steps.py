@@ -54,7 +54,8 @@ class ChunkPlan:
             raise ConvlensError(
                 f"trainer.val_check_interval={interval} with check_val_every_n_epoch="
                 f"{trainer.check_val_every_n_epoch} cannot be cut into chunks of steps; use a number of steps "
-                "or a fraction of an epoch with check_val_every_n_epoch=1, or set model.steps_per_call=1")
+                "or a fraction of an epoch with check_val_every_n_epoch=1, or set model.steps_per_call=1"
+            )
         # The interval fits the epoch: callbacks.interval_check said so before this runs.
         every = max(1, int(steps * interval)) if isinstance(interval, float) else int(interval)
         # Calls end where validation and step checkpoints fall, so both happen at the same steps as without chunks.
@@ -64,7 +65,8 @@ class ChunkPlan:
             raise ConvlensError(
                 f"model.steps_per_call={steps_per_call} must divide the validation interval ({every} steps) and "
                 f"every step-checkpoint interval ({', '.join(map(str, boundaries[1:])) or 'none'}), so that "
-                f"both fall between calls; use model.steps_per_call=auto (= {math.gcd(*boundaries)})")
+                f"both fall between calls; use model.steps_per_call=auto (= {math.gcd(*boundaries)})"
+            )
         return cls(size, steps, every)
 
     @property
@@ -83,8 +85,9 @@ class ChunkPlan:
 
 def checkpoint_intervals(trainer: Trainer) -> list[int]:
     """``every_n_train_steps`` of each step-checkpointing ``ModelCheckpoint``."""
-    return [every_n_train_steps(callback) for callback in trainer.checkpoint_callbacks
-            if every_n_train_steps(callback) > 0]
+    return [
+        every_n_train_steps(callback) for callback in trainer.checkpoint_callbacks if every_n_train_steps(callback) > 0
+    ]
 
 
 class StepChunks(Callback):
@@ -103,12 +106,15 @@ class StepChunks(Callback):
             return
         datamodule = trainer.datamodule
         if not hasattr(datamodule, "train_steps_per_epoch"):
-            raise ConvlensError(f"model.steps_per_call={self.steps_per_call} needs a convlens DataModule that "
-                                "hands over several batches per call; set model.steps_per_call=1")
+            raise ConvlensError(
+                f"model.steps_per_call={self.steps_per_call} needs a convlens DataModule that "
+                "hands over several batches per call; set model.steps_per_call=1"
+            )
         if str(trainer.precision).startswith("16"):
             raise ConvlensError(
                 f"trainer.precision={trainer.precision} unscales gradients in Lightning's per-step optimizer step, "
-                "which several steps per call leave out; use trainer.precision=bf16-mixed, or model.steps_per_call=1")
+                "which several steps per call leave out; use trainer.precision=bf16-mixed, or model.steps_per_call=1"
+            )
         steps = datamodule.train_steps_per_epoch(trainer.limit_train_batches)
         plan = ChunkPlan.for_trainer(trainer, steps, self.steps_per_call)
         trainer.limit_train_batches = plan.calls_per_epoch
@@ -121,13 +127,16 @@ class StepChunks(Callback):
         # it, which it saves, are the ones a resume needs.
         warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization")
         if trainer.log_every_n_steps > plan.steps_per_epoch and not trainer.fast_dev_run:
-            rank_zero_warn(f"an epoch has {plan.steps_per_epoch} training steps, fewer than "
-                           f"trainer.log_every_n_steps={trainer.log_every_n_steps}: the step loss is written less "
-                           "than once an epoch; lower trainer.log_every_n_steps to see it")
+            rank_zero_warn(
+                f"an epoch has {plan.steps_per_epoch} training steps, fewer than "
+                f"trainer.log_every_n_steps={trainer.log_every_n_steps}: the step loss is written less "
+                "than once an epoch; lower trainer.log_every_n_steps to see it"
+            )
 
 
-def train_chunk(module: ConvNetClassifier, batches: list[tuple[torch.Tensor, torch.Tensor]],
-                batch_idx: int) -> dict[str, torch.Tensor]:
+def train_chunk(
+    module: ConvNetClassifier, batches: list[tuple[torch.Tensor, torch.Tensor]], batch_idx: int
+) -> dict[str, torch.Tensor]:
     """The chunk's optimizer steps, one per batch; returns their mean loss and each step's (the finite-loss
     check names the first bad step)."""
     trainer, plan = module.trainer, module.chunk_plan
@@ -154,8 +163,9 @@ def train_chunk(module: ConvNetClassifier, batches: list[tuple[torch.Tensor, tor
     return {"loss": chunk_losses.mean(), "step_losses": chunk_losses}
 
 
-def one_step(module: ConvNetClassifier, optimizer: LightningOptimizer, x: torch.Tensor,
-             y: torch.Tensor) -> torch.Tensor:
+def one_step(
+    module: ConvNetClassifier, optimizer: LightningOptimizer, x: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
     """One optimizer step on the plain torch optimizer, replayed from a CUDA graph where one can run.
 
     Lightning's per-step optimizer hooks (on_before_optimizer_step and its precision plugin's step) are what a

@@ -55,21 +55,35 @@ class ConvNetClassifier(LightningModule):
         augment: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if steps_per_call != AUTO and (not isinstance(steps_per_call, int) or isinstance(steps_per_call, bool)
-                                       or steps_per_call < 1):
-            raise ConvlensError(f"model.steps_per_call={steps_per_call} must be auto or a whole number of optimizer "
-                                "steps of at least 1 (1: Lightning's usual one step per call)")
-        self.save_hyperparameters({"net": plain(net), "optimizer": plain(optimizer), "scheduler": plain(scheduler),
-                                   "class_names": None if class_names is None else [str(c) for c in class_names],
-                                   "steps_per_call": steps_per_call, "cuda_graphs": bool(cuda_graphs),
-                                   "label_smoothing": float(label_smoothing), "augment": plain(augment)})
+        if steps_per_call != AUTO and (
+            not isinstance(steps_per_call, int) or isinstance(steps_per_call, bool) or steps_per_call < 1
+        ):
+            raise ConvlensError(
+                f"model.steps_per_call={steps_per_call} must be auto or a whole number of optimizer "
+                "steps of at least 1 (1: Lightning's usual one step per call)"
+            )
+        self.save_hyperparameters(
+            {
+                "net": plain(net),
+                "optimizer": plain(optimizer),
+                "scheduler": plain(scheduler),
+                "class_names": None if class_names is None else [str(c) for c in class_names],
+                "steps_per_call": steps_per_call,
+                "cuda_graphs": bool(cuda_graphs),
+                "label_smoothing": float(label_smoothing),
+                "augment": plain(augment),
+            }
+        )
         if cuda_graphs and steps_per_call == 1:
-            raise ConvlensError("model.cuda_graphs=true replays steps inside a chunk; it needs model.steps_per_call "
-                                "auto or above 1")
+            raise ConvlensError(
+                "model.cuda_graphs=true replays steps inside a chunk; it needs model.steps_per_call auto or above 1"
+            )
         check_schedule(self.hparams.scheduler)
         if cuda_graphs and changes_lr_every_step(self.hparams.scheduler):
-            raise ConvlensError("model.cuda_graphs=true captures the step again whenever the learning rate changes, "
-                                "which this schedule does at every step; set model.cuda_graphs=false")
+            raise ConvlensError(
+                "model.cuda_graphs=true captures the step again whenever the learning rate changes, "
+                "which this schedule does at every step; set model.cuda_graphs=false"
+            )
         # Training batches only (training_step and chunked_steps.one_step); None draws no random numbers.
         self.augmentation = BatchAugment(**self.hparams.augment) if self.hparams.augment else None
         # One step per call is Lightning's own loop; several are this module's (see chunked_steps).
@@ -84,8 +98,9 @@ class ConvNetClassifier(LightningModule):
         self.example_input_array = torch.zeros(1, self.hparams.net.get("in_channels", 1), size, size)
         num_classes = self.hparams.net.get("num_classes", 10)
         if class_names is not None and len(class_names) != num_classes:
-            raise ConvlensError(f"{len(class_names)} class names for model.net.num_classes={num_classes}; "
-                                "leave both to the data config")
+            raise ConvlensError(
+                f"{len(class_names)} class names for model.net.num_classes={num_classes}; leave both to the data config"
+            )
         # Predictions are argmax indices, always valid: skip the input checks (a torch.unique per update).
         accuracy = {"num_classes": num_classes, "average": "micro", "validate_args": False}
         self.train_loss = MeanMetric(nan_strategy="disable")  # "warn"/"error" would read every loss on the host
@@ -101,8 +116,9 @@ class ConvNetClassifier(LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def loss_and_predictions(self, batch: tuple[torch.Tensor, torch.Tensor]
-                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def loss_and_predictions(
+        self, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
         log_probs = self(x)
         return self.loss(log_probs, y), log_probs.argmax(dim=1), y
@@ -179,8 +195,10 @@ class ConvNetClassifier(LightningModule):
     def on_train_start(self) -> None:
         self.val_acc.reset()  # the sanity check's validation must not count (val_acc_best skips it too)
         self.graphed_step = None  # a graph from an earlier fit would replay into tensors that may be gone
-        self.backward_directly = (isinstance(self.trainer.strategy, SingleDeviceStrategy)
-                                  and getattr(self.trainer.precision_plugin, "scaler", None) is None)
+        self.backward_directly = (
+            isinstance(self.trainer.strategy, SingleDeviceStrategy)
+            and getattr(self.trainer.precision_plugin, "scaler", None) is None
+        )
         obstacle = self.what_stops_graphs() if self.hparams.cuda_graphs else None
         self.graphs_run_here = bool(self.hparams.cuda_graphs) and obstacle is None
         if obstacle:
@@ -189,10 +207,15 @@ class ConvNetClassifier(LightningModule):
     def what_stops_graphs(self) -> str | None:
         """What keeps this fit from replaying its steps from a CUDA graph, in words; None if nothing does."""
         trainer = self.trainer
-        if (self.device.type != cuda_graph_step.GRAPH_DEVICE or not isinstance(trainer.strategy, SingleDeviceStrategy)
-                or trainer.precision != "32-true"):
-            return (f"one GPU without DDP and trainer.precision=32-true (here: {trainer.world_size} x "
-                    f"{self.device.type}, {type(trainer.strategy).__name__}, {trainer.precision})")
+        if (
+            self.device.type != cuda_graph_step.GRAPH_DEVICE
+            or not isinstance(trainer.strategy, SingleDeviceStrategy)
+            or trainer.precision != "32-true"
+        ):
+            return (
+                f"one GPU without DDP and trainer.precision=32-true (here: {trainer.world_size} x "
+                f"{self.device.type}, {type(trainer.strategy).__name__}, {trainer.precision})"
+            )
         optimizer = self.optimizers().optimizer
         if not optimizer_can_be_captured(optimizer):
             momentum = optimizer.defaults.get("momentum", "none")

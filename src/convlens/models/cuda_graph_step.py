@@ -38,8 +38,9 @@ def optimizer_can_be_captured(optimizer: torch.optim.Optimizer) -> bool:
 
 
 class GraphedStep:
-    def __init__(self, module: ConvNetClassifier, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                 y: torch.Tensor) -> None:
+    def __init__(
+        self, module: ConvNetClassifier, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+    ) -> None:
         self.module, self.optimizer = module, optimizer
         self.x, self.y = torch.zeros_like(x), torch.zeros_like(y)
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -62,8 +63,11 @@ class GraphedStep:
         return [*(p.grad for p in parameters), *(self.optimizer.state[p]["momentum_buffer"] for p in parameters)]
 
     def _still_valid(self) -> bool:
-        return (self.graph is not None and self._lrs() == self.captured_lrs
-                and all(now is then for now, then in zip(self._written_in_place(), self.captured_on, strict=True)))
+        return (
+            self.graph is not None
+            and self._lrs() == self.captured_lrs
+            and all(now is then for now, then in zip(self._written_in_place(), self.captured_on, strict=True))
+        )
 
     def _body(self) -> None:
         loss, self.preds, _ = self.module.loss_and_predictions((self.x, self.y))

@@ -51,14 +51,16 @@ def continue_in_new_calls(checkpoint: dict[str, Any], now: Stepping) -> None:
             f"data.batch_size={now.batch_size}, but this checkpoint stopped after step {steps_done} of an epoch of "
             f"batches of {saved.batch_size}: its place in the epoch means other images in batches of "
             f"{now.batch_size}; resume with data.batch_size={saved.batch_size}, or resume from a checkpoint saved "
-            "at the end of an epoch")
+            "at the end of an epoch"
+        )
     if now.steps_per_call == saved.steps_per_call:
         return
     if mid_epoch and steps_done % now.steps_per_call:
         raise ConvlensError(
             f"model.steps_per_call={now.steps_per_call} (calls of {now.steps_per_call} optimizer steps) cannot start "
             f"after step {steps_done} of the epoch, where this checkpoint stopped; resume with "
-            f"model.steps_per_call={saved.steps_per_call}, as it was saved with, or another divisor of {steps_done}")
+            f"model.steps_per_call={saved.steps_per_call}, as it was saved with, or another divisor of {steps_done}"
+        )
     new_calls = math.ceil(steps_done / now.steps_per_call)
     _shift_counters(progress, calls_done, new_calls)
     for loader_state in loop.get("state_dict", {}).get("combined_loader", []):

@@ -43,8 +43,10 @@ def changes_lr_every_step(config: Mapping[str, Any] | None) -> bool:
 def check_schedule(config: Mapping[str, Any] | None) -> None:
     """What a scheduler config must not combine; raised when the module is built, before anything runs."""
     if config is not None and warmup_steps_of(config) and config.get("total_steps") == "auto":
-        raise ConvlensError(f"model.scheduler.warmup_steps={warmup_steps_of(config)} with one-cycle, which sets the "
-                            "rate itself and rises first (pct_start); set model.scheduler.warmup_steps=0")
+        raise ConvlensError(
+            f"model.scheduler.warmup_steps={warmup_steps_of(config)} with one-cycle, which sets the "
+            "rate itself and rises first (pct_start); set model.scheduler.warmup_steps=0"
+        )
 
 
 def total_optimizer_steps(module: LightningModule) -> int:
@@ -57,13 +59,15 @@ def total_optimizer_steps(module: LightningModule) -> int:
         if trainer.max_steps >= 0:
             total = min(total, trainer.max_steps)
     if not math.isfinite(total):
-        raise ConvlensError("model.scheduler.total_steps=auto needs a run of known length; set trainer.max_epochs "
-                            "or trainer.max_steps")
+        raise ConvlensError(
+            "model.scheduler.total_steps=auto needs a run of known length; set trainer.max_epochs or trainer.max_steps"
+        )
     return int(total)
 
 
-def lightning_schedulers(config: Mapping[str, Any] | None, optimizer: torch.optim.Optimizer,
-                         module: LightningModule) -> list[dict[str, Any]]:
+def lightning_schedulers(
+    config: Mapping[str, Any] | None, optimizer: torch.optim.Optimizer, module: LightningModule
+) -> list[dict[str, Any]]:
     """The main schedule and its warm-up (if any), each as ``{"scheduler", "interval"}`` in the order stepped."""
     if config is None:
         return []
@@ -72,7 +76,11 @@ def lightning_schedulers(config: Mapping[str, Any] | None, optimizer: torch.opti
         torch_args["total_steps"] = total_optimizer_steps(module)
     schedulers = [{"scheduler": instantiate(torch_args)(optimizer=optimizer), "interval": interval_of(config)}]
     if warmup_steps_of(config):
-        warmup = LinearLR(optimizer, start_factor=config.get("warmup_start_factor", 0.1), end_factor=1.0,
-                          total_iters=warmup_steps_of(config))
+        warmup = LinearLR(
+            optimizer,
+            start_factor=config.get("warmup_start_factor", 0.1),
+            end_factor=1.0,
+            total_iters=warmup_steps_of(config),
+        )
         schedulers.append({"scheduler": warmup, "interval": "step"})
     return schedulers

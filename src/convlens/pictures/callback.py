@@ -34,19 +34,29 @@ CONVS = ("conv1", "conv2")
 
 
 class ConvNetPictures(Callback):
-    def __init__(self, style: PictureStyle, probe_indices: Sequence[int] = (100,), every_n_checks: int = 1,
-                 tensorboard_tile_px: int = 1, augmentation_images: int = 16) -> None:
+    def __init__(
+        self,
+        style: PictureStyle,
+        probe_indices: Sequence[int] = (100,),
+        every_n_checks: int = 1,
+        tensorboard_tile_px: int = 1,
+        augmentation_images: int = 16,
+    ) -> None:
         if every_n_checks < 1:
-            raise ConvlensError(f"callbacks.convnet_pictures.every_n_checks={every_n_checks} must be at least 1 "
-                                "(1 = draw at every validation check)")
+            raise ConvlensError(
+                f"callbacks.convnet_pictures.every_n_checks={every_n_checks} must be at least 1 "
+                "(1 = draw at every validation check)"
+            )
         if not probe_indices:
-            raise ConvlensError("callbacks.convnet_pictures.probe_indices is empty; give at least one test-set "
-                                "index, e.g. [100]")
+            raise ConvlensError(
+                "callbacks.convnet_pictures.probe_indices is empty; give at least one test-set index, e.g. [100]"
+            )
         self.style = style  # the PNGs at the end of fit
         # TensorBoard enlarges images to its card width itself, with crisp (pixelated) edges: pictures logged at
         # their own small size look the same there and cost little to draw and encode at every check.
-        self.tensorboard_style = dataclasses.replace(style, tile_px=tensorboard_tile_px,
-                                                     separator_px=min(style.separator_px, 1))
+        self.tensorboard_style = dataclasses.replace(
+            style, tile_px=tensorboard_tile_px, separator_px=min(style.separator_px, 1)
+        )
         self.probe_indices = [int(index) for index in probe_indices]
         self.every_n_checks = every_n_checks
         self.augmentation_images = augmentation_images
@@ -59,12 +69,16 @@ class ConvNetPictures(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         test_set = getattr(trainer.datamodule, "test_set", None)
         if test_set is None:
-            raise ConvlensError("callbacks.convnet_pictures needs a datamodule with a test_set to take its probe "
-                                "images from; use data=mnist or set callbacks.convnet_pictures=null")
+            raise ConvlensError(
+                "callbacks.convnet_pictures needs a datamodule with a test_set to take its probe "
+                "images from; use data=mnist or set callbacks.convnet_pictures=null"
+            )
         bad = [index for index in self.probe_indices if not 0 <= index < len(test_set)]
         if bad:
-            raise ConvlensError(f"callbacks.convnet_pictures.probe_indices has {bad}, outside the test set's "
-                                f"0..{len(test_set) - 1}; pick indices in that range")
+            raise ConvlensError(
+                f"callbacks.convnet_pictures.probe_indices has {bad}, outside the test set's "
+                f"0..{len(test_set) - 1}; pick indices in that range"
+            )
         self.probes = torch.stack([test_set[index][0] for index in self.probe_indices]).cpu()
 
     @torch.no_grad()
@@ -77,8 +91,9 @@ class ConvNetPictures(Callback):
         count = min(self.augmentation_images, len(train_set))
         before = torch.stack([train_set[index][0] for index in range(count)]).to(pl_module.device)
         generator = torch.Generator(device=before.device).manual_seed(0)  # its own: training's draws stay the same
-        picture = draw.before_and_after(before, augmentation(before, generator=generator),
-                                        self.tensorboard_style.separator_px)
+        picture = draw.before_and_after(
+            before, augmentation(before, generator=generator), self.tensorboard_style.separator_px
+        )
         writer.add_image("augmentation/before_after", picture, global_step=trainer.global_step)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -100,8 +115,10 @@ class ConvNetPictures(Callback):
         if writer is not None:
             writer.add_image("error_curves", curves, global_step=trainer.global_step)
         run_dir = Path(trainer.default_root_dir)
-        saved = {name.replace("/", "_"): draw.save_png(picture, run_dir / f"{name.replace('/', '_')}.png")
-                 for name, picture in {**drawn, "error_curves": curves}.items()}
+        saved = {
+            name.replace("/", "_"): draw.save_png(picture, run_dir / f"{name.replace('/', '_')}.png")
+            for name, picture in {**drawn, "error_curves": curves}.items()
+        }
         log_pictures(trainer, saved)  # MLflow's artifacts, W&B's images
 
     def log_pictures(self, trainer: Trainer, pl_module: LightningModule) -> None:

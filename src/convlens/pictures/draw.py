@@ -36,11 +36,15 @@ class PictureStyle:
 
     def __post_init__(self) -> None:
         if self.colormap not in matplotlib.colormaps:
-            raise ConvlensError(f"picture.colormap={self.colormap} is not a matplotlib colour map; "
-                                "use viridis (imshow's default), gray, magma, ...")
+            raise ConvlensError(
+                f"picture.colormap={self.colormap} is not a matplotlib colour map; "
+                "use viridis (imshow's default), gray, magma, ..."
+            )
         if self.tile_px < 1 or self.separator_px < 0 or self.title_px < 1:
-            raise ConvlensError(f"picture.tile_px={self.tile_px} and picture.title_px={self.title_px} must be at "
-                                f"least 1 and picture.separator_px={self.separator_px} at least 0")
+            raise ConvlensError(
+                f"picture.tile_px={self.tile_px} and picture.title_px={self.title_px} must be at "
+                f"least 1 and picture.separator_px={self.separator_px} at least 0"
+            )
 
 
 def coloured(maps: torch.Tensor, colormap: str) -> torch.Tensor:

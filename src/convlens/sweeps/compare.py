@@ -27,8 +27,12 @@ def flat_settings(node: Any, prefix: str = "") -> list[str]:
     run) rather than resolved (some need the Hydra run they came from)."""
     if not isinstance(node, dict):
         return [f"{prefix[:-1]}={node}"]
-    return [item for key, value in node.items() if not f"{prefix}{key}".startswith(NOT_SETTINGS)
-            for item in flat_settings(value, f"{prefix}{key}.")]
+    return [
+        item
+        for key, value in node.items()
+        if not f"{prefix}{key}".startswith(NOT_SETTINGS)
+        for item in flat_settings(value, f"{prefix}{key}.")
+    ]
 
 
 def read_run(run_dir: Path) -> Job:
@@ -52,13 +56,20 @@ def why_not_a_run(path: Path) -> str | None:
 
 def expanded(arguments: Iterable[str]) -> list[Path]:
     """The folders named, a quoted glob (``'logs/train/runs/*'``) expanded as a shell would, in order, once each."""
-    paths = [Path(found) for argument in arguments
-             for found in (sorted(glob.glob(argument)) if glob.has_magic(argument) else [argument]) or [argument]]
+    paths = [
+        Path(found)
+        for argument in arguments
+        for found in (sorted(glob.glob(argument)) if glob.has_magic(argument) else [argument]) or [argument]
+    ]
     return list(dict.fromkeys(paths))
 
 
-def build_comparison(arguments: Iterable[str], out_dir: Path, metric: str = "val/acc_best", mode: str = "max",
-                     ) -> tuple[SweepReport, dict[Path, str]]:
+def build_comparison(
+    arguments: Iterable[str],
+    out_dir: Path,
+    metric: str = "val/acc_best",
+    mode: str = "max",
+) -> tuple[SweepReport, dict[Path, str]]:
     """The report of the runs ``arguments`` name, to be written into ``out_dir``; and what was skipped, with why."""
     runs, skipped = [], {}
     for path in expanded(arguments):
@@ -68,10 +79,12 @@ def build_comparison(arguments: Iterable[str], out_dir: Path, metric: str = "val
         else:
             skipped[path] = why
     if not runs:
-        raise ConvlensError("none of the folders given is a training run; pass run folders or a glob such as "
-                            "logs/train/runs/*")
+        raise ConvlensError(
+            "none of the folders given is a training run; pass run folders or a glob such as logs/train/runs/*"
+        )
     check_metric_and_mode(runs, metric, mode)
     swept, _ = swept_and_common(runs)  # what every run shares is its whole config: not listed
-    report = SweepReport(out_dir, metric, mode, runs, swept, [], group_rows(runs, swept, metric, mode),
-                         title="Runs compared")
+    report = SweepReport(
+        out_dir, metric, mode, runs, swept, [], group_rows(runs, swept, metric, mode), title="Runs compared"
+    )
     return report, skipped

@@ -44,19 +44,24 @@ class SweepReport(Callback):
             return
         from convlens.sweeps.report import build_report, print_report, write_report  # matplotlib: only when needed
 
-        report = build_report(Path(config.hydra.sweep.dir), config.get("optimized_metric") or "val/acc_best",
-                              config=config)
+        report = build_report(
+            Path(config.hydra.sweep.dir), config.get("optimized_metric") or "val/acc_best", config=config
+        )
         write_report(report)
         print_report(report)
         if not report.failed:
             return
         names = "; ".join(f"job {job.name} ({' '.join(job.overrides) or 'no overrides'})" for job in report.failed)
         if searched_enough(config, report):  # a search asks for another trial in place of each failed one
-            say(f"[yellow]{len(report.failed)} failed trials were replaced: {escape(names)}; see "
-                f"{escape(str(report.sweep_dir))}/report.md")
+            say(
+                f"[yellow]{len(report.failed)} failed trials were replaced: {escape(names)}; see "
+                f"{escape(str(report.sweep_dir))}/report.md"
+            )
             return
-        print_error(f"{len(report.failed)} of {report.n_jobs} jobs failed or wrote no metrics.json: {names}; "
-                    f"see {report.sweep_dir}/report.md")
+        print_error(
+            f"{len(report.failed)} of {report.n_jobs} jobs failed or wrote no metrics.json: {names}; "
+            f"see {report.sweep_dir}/report.md"
+        )
         sys.exit(1)
 
 

@@ -42,8 +42,12 @@ def report_interrupted_sweep() -> bool:
     from convlens.sweeps.report import INTERRUPTED, NEVER_STARTED, build_report, print_report, write_report
 
     try:
-        report = build_report(Path(running.hydra.sweep.dir), running.get("optimized_metric") or "val/acc_best",
-                              interrupted=True, config=running)
+        report = build_report(
+            Path(running.hydra.sweep.dir),
+            running.get("optimized_metric") or "val/acc_best",
+            interrupted=True,
+            config=running,
+        )
     except ConvlensError as error:  # e.g. its study cannot be read: the interrupt still ends the sweep as it is
         print_error(f"interrupted, with no report: {error}")
         return False
@@ -55,8 +59,9 @@ def report_interrupted_sweep() -> bool:
     else:  # a search: the same command in the same folder continues its study
         commands = [command(running, task_overrides(running), keep_sweep_dir=True)]
     how = f"run the rest with: {' && '.join(commands)}" if commands else "every job had finished"
-    error_console.print(f"[yellow]interrupted:[/yellow] {escape(report.counts())}; {escape(how)}",
-                        soft_wrap=True, highlight=False)
+    error_console.print(
+        f"[yellow]interrupted:[/yellow] {escape(report.counts())}; {escape(how)}", soft_wrap=True, highlight=False
+    )
     return True
 
 
@@ -67,8 +72,9 @@ def task_overrides(cfg: DictConfig) -> list[str]:
 def command(cfg: DictConfig, overrides: list[str], keep_sweep_dir: bool = False) -> str:
     """The multirun command with ``overrides``, the Hydra overrides it was started with (launcher, ...), and
     either this sweep dir or a new one (Hydra's default)."""
-    hydra = [str(item) for item in cfg.hydra.overrides.hydra
-             if not str(item).startswith(("hydra.sweep.dir=", "hydra.mode="))]
+    hydra = [
+        str(item) for item in cfg.hydra.overrides.hydra if not str(item).startswith(("hydra.sweep.dir=", "hydra.mode="))
+    ]
     where = [f"hydra.sweep.dir={cfg.hydra.sweep.dir}"] if keep_sweep_dir else []
     return shlex.join(["python", f"src/{cfg.hydra.job.name}.py", "-m", *overrides, *hydra, *where])
 

@@ -41,4 +41,5 @@ def check_strategy_for_multirun(trainer: Trainer) -> None:
     if in_multirun() and relaunches_the_script(trainer):
         raise ConvlensError(
             f"strategy ddp ({type(trainer.strategy).__name__}) re-launches this script once per device, so under -m "
-            "every rank would run its own sweep; set trainer.strategy=ddp_spawn for multi-device sweeps")
+            "every rank would run its own sweep; set trainer.strategy=ddp_spawn for multi-device sweeps"
+        )

@@ -41,8 +41,12 @@ MAX_DIGITS = 4  # decimals shown for a metric that is not a percentage, at most 
 COMPLETE, PRUNED, FAILED = "complete", "pruned", "failed"
 INTERRUPTED, NEVER_STARTED, UNFINISHED = "interrupted", "never started", "unfinished"
 STATES = (COMPLETE, PRUNED, FAILED, INTERRUPTED, UNFINISHED, NEVER_STARTED)  # the order they are listed in
-TRIAL_STATES = {TrialState.COMPLETE: COMPLETE, TrialState.PRUNED: PRUNED, TrialState.FAIL: FAILED,
-                TrialState.WAITING: NEVER_STARTED}  # RUNNING: interrupted or unfinished, as a folder would say
+TRIAL_STATES = {
+    TrialState.COMPLETE: COMPLETE,
+    TrialState.PRUNED: PRUNED,
+    TrialState.FAIL: FAILED,
+    TrialState.WAITING: NEVER_STARTED,
+}  # RUNNING: interrupted or unfinished, as a folder would say
 
 
 @dataclass
@@ -153,22 +157,32 @@ def split_override(item: str) -> tuple[str, str]:
 def read_results(job_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     """A job's ``metrics.json`` and ``error.txt``, each None where the job did not write it."""
     metrics_file, error_file = job_dir / "metrics.json", job_dir / ERROR_FILE
-    return (json.loads(metrics_file.read_text()) if metrics_file.is_file() else None,
-            error_file.read_text().strip() if error_file.is_file() else None)
+    return (
+        json.loads(metrics_file.read_text()) if metrics_file.is_file() else None,
+        error_file.read_text().strip() if error_file.is_file() else None,
+    )
 
 
 def read_job(sweep_dir: Path, job_dir: Path) -> Job:
-    return Job(str(job_dir.relative_to(sweep_dir)), job_dir,
-               [str(item) for item in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")], *read_results(job_dir))
+    return Job(
+        str(job_dir.relative_to(sweep_dir)),
+        job_dir,
+        [str(item) for item in OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")],
+        *read_results(job_dir),
+    )
 
 
 def find_jobs(sweep_dir: Path) -> list[Job]:
     if not sweep_dir.is_dir():
-        raise ConvlensError(f"sweep dir {sweep_dir} does not exist; pass a multirun dir such as "
-                            "logs/train/multiruns/<date>_<time>_<pid>")
+        raise ConvlensError(
+            f"sweep dir {sweep_dir} does not exist; pass a multirun dir such as "
+            "logs/train/multiruns/<date>_<time>_<pid>"
+        )
     if (sweep_dir / ".hydra").is_dir():  # a run's own folder: a multirun's .hydra/ folders are one level down
-        raise ConvlensError(f"{sweep_dir} is a single run's folder, not a multirun; pass a multirun dir such as "
-                            "logs/train/multiruns/<date>_<time>_<pid>")
+        raise ConvlensError(
+            f"{sweep_dir} is a single run's folder, not a multirun; pass a multirun dir such as "
+            "logs/train/multiruns/<date>_<time>_<pid>"
+        )
     return [read_job(sweep_dir, path.parent.parent) for path in sweep_dir.rglob(".hydra/overrides.yaml")]
 
 
@@ -179,8 +193,11 @@ def job_order(job: Job) -> tuple[int, str]:
 def add_grid_jobs_never_started(jobs: list[Job], sweep_dir: Path, cfg: DictConfig) -> list[Job]:
     """A grid stopped early: the jobs it never reached, numbered as Hydra's basic sweeper numbers them."""
     seen = {job.name for job in jobs}
-    return jobs + [Job(str(number), sweep_dir / str(number), list(overrides), None, None, started=False)
-                   for number, overrides in enumerate(grid_jobs(cfg)) if str(number) not in seen]
+    return jobs + [
+        Job(str(number), sweep_dir / str(number), list(overrides), None, None, started=False)
+        for number, overrides in enumerate(grid_jobs(cfg))
+        if str(number) not in seen
+    ]
 
 
 def add_trials(jobs: list[Job], sweep_dir: Path, study: optuna.Study) -> list[Job]:
@@ -193,8 +210,17 @@ def add_trials(jobs: list[Job], sweep_dir: Path, study: optuna.Study) -> list[Jo
             by_name[name].trial = trial
         else:
             overrides = [f"{key}={value}" for key, value in trial.params.items()]
-            jobs.append(Job(name, sweep_dir / name, overrides, None, None,
-                            started=trial.state != TrialState.WAITING, trial=trial))
+            jobs.append(
+                Job(
+                    name,
+                    sweep_dir / name,
+                    overrides,
+                    None,
+                    None,
+                    started=trial.state != TrialState.WAITING,
+                    trial=trial,
+                )
+            )
     return jobs
 
 
@@ -202,8 +228,9 @@ def param_importances(study: optuna.Study) -> tuple[dict[str, float] | None, str
     """Optuna's importance evaluator over the completed trials, or why not."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < MIN_COMPLETE_FOR_IMPORTANCE:
-        return None, (f"too few trials for parameter importances: {len(complete)} complete, "
-                      f"{MIN_COMPLETE_FOR_IMPORTANCE} needed")
+        return None, (
+            f"too few trials for parameter importances: {len(complete)} complete, {MIN_COMPLETE_FOR_IMPORTANCE} needed"
+        )
     try:
         return optuna.importance.get_param_importances(study), ""
     except (ValueError, RuntimeError) as error:  # e.g. no parameter that every completed trial has
@@ -246,15 +273,29 @@ def group_rows(jobs: list[Job], swept: list[str], metric: str, mode: str) -> lis
 def check_metric_and_mode(jobs: list[Job], metric: str, mode: str) -> None:
     if mode not in ("max", "min"):
         raise ConvlensError(f"mode={mode} is neither max nor min; use max for accuracies, min for errors and losses")
-    measured = sorted({key for job in jobs if job.metrics for key, value in job.metrics.items()
-                       if isinstance(value, (int, float)) and not isinstance(value, bool)})
+    measured = sorted(
+        {
+            key
+            for job in jobs
+            if job.metrics
+            for key, value in job.metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        }
+    )
     if measured and metric not in measured:
-        raise ConvlensError(f"--metric {metric} is in no job's metrics.json; the metrics there are "
-                            f"{', '.join(measured)}")
+        raise ConvlensError(
+            f"--metric {metric} is in no job's metrics.json; the metrics there are {', '.join(measured)}"
+        )
 
 
-def build_report(sweep_dir: Path, metric: str = "val/acc_best", mode: str | None = None, *,
-                 interrupted: bool = False, config: DictConfig | None = None) -> SweepReport:
+def build_report(
+    sweep_dir: Path,
+    metric: str = "val/acc_best",
+    mode: str | None = None,
+    *,
+    interrupted: bool = False,
+    config: DictConfig | None = None,
+) -> SweepReport:
     """The report of ``sweep_dir``. ``mode`` None: the study's direction for a search, else max.
     ``interrupted``: the sweep was stopped, so a started job without a result was interrupted, not lost.
     ``config``: the sweep's config when it is at hand (else its saved multirun.yaml is read)."""
@@ -268,8 +309,10 @@ def build_report(sweep_dir: Path, metric: str = "val/acc_best", mode: str | None
     if study is not None:
         jobs = add_trials(jobs, sweep_dir, study)
     if not jobs:
-        raise ConvlensError(f"{sweep_dir} holds no jobs (no <job>/.hydra/overrides.yaml); pass a multirun dir "
-                            "such as logs/train/multiruns/<date>_<time>_<pid>")
+        raise ConvlensError(
+            f"{sweep_dir} holds no jobs (no <job>/.hydra/overrides.yaml); pass a multirun dir "
+            "such as logs/train/multiruns/<date>_<time>_<pid>"
+        )
     if mode is None:
         mode = "min" if study is not None and study.direction == optuna.study.StudyDirection.MINIMIZE else "max"
     for job in jobs:
@@ -277,8 +320,17 @@ def build_report(sweep_dir: Path, metric: str = "val/acc_best", mode: str | None
     jobs.sort(key=job_order)
     check_metric_and_mode(jobs, metric, mode)
     swept, common = swept_and_common(jobs)
-    report = SweepReport(sweep_dir, metric, mode, jobs, swept, common, group_rows(jobs, swept, metric, mode), study,
-                         None if location is None else location.storage)
+    report = SweepReport(
+        sweep_dir,
+        metric,
+        mode,
+        jobs,
+        swept,
+        common,
+        group_rows(jobs, swept, metric, mode),
+        study,
+        None if location is None else location.storage,
+    )
     if study is not None:
         report.importances, report.importance_note = param_importances(study)
         n_trials = OmegaConf.select(cfg, "hydra.sweeper.n_trials", default=None) if cfg is not None else None
@@ -303,8 +355,14 @@ def percent(key: str) -> bool:
 
 def decimals(number: float) -> int:
     """The decimals ``number`` has, float noise aside: 12.45 → 2, 12.449998 (float32's 12.45) → 2, 69.8 → 1."""
-    return next((digits for digits in range(MAX_DIGITS) if math.isclose(round(number, digits), number,
-                                                                         rel_tol=1e-6, abs_tol=1e-9)), MAX_DIGITS)
+    return next(
+        (
+            digits
+            for digits in range(MAX_DIGITS)
+            if math.isclose(round(number, digits), number, rel_tol=1e-6, abs_tol=1e-9)
+        ),
+        MAX_DIGITS,
+    )
 
 
 def metric_digits(report: SweepReport, key: str) -> int:
@@ -348,9 +406,16 @@ def columns(report: SweepReport) -> list[str]:
 
 def table_rows(report: SweepReport) -> list[list[str]]:
     digits = {key: metric_digits(report, key) for key in metric_keys(report)}
-    return [[*(short(row.setting[key]) for key in report.swept), str(row.n_complete),
-             *(cell(row, key, digits[key]) for key in metric_keys(report)), ",".join(job.name for job in row.jobs),
-             "★" if row.best else ""] for row in report.rows]
+    return [
+        [
+            *(short(row.setting[key]) for key in report.swept),
+            str(row.n_complete),
+            *(cell(row, key, digits[key]) for key in metric_keys(report)),
+            ",".join(job.name for job in row.jobs),
+            "★" if row.best else "",
+        ]
+        for row in report.rows
+    ]
 
 
 def job_value(report: SweepReport, job: Job) -> str:
@@ -360,8 +425,9 @@ def job_value(report: SweepReport, job: Job) -> str:
 
 def job_line(report: SweepReport, job: Job) -> str:
     """``job 2 (lr=0.05 seed=1): never started``: what sets the job apart (the common overrides are said once)."""
-    own = [item for item in job.overrides if f"{split_override(item)[0]}={split_override(item)[1]}" not in
-           report.common]
+    own = [
+        item for item in job.overrides if f"{split_override(item)[0]}={split_override(item)[1]}" not in report.common
+    ]
     return f"job {job.name} ({' '.join(own or job.overrides) or 'no overrides'}): {job.describe()}"
 
 
@@ -387,10 +453,14 @@ def importance_lines(report: SweepReport) -> list[str]:
 
 def write_markdown(report: SweepReport, path: Path) -> None:
     head = columns(report)
-    lines = [f"# {report.title}: {report.sweep_dir}", "",
-             f"{report.n_jobs} jobs: {report.counts()}. Best ({report.mode} of mean `{report.metric}` over "
-             "completed jobs) is marked ★. Jobs that differ only by seed are one row: mean ± std (n−1) of its n "
-             "completed jobs.", ""]
+    lines = [
+        f"# {report.title}: {report.sweep_dir}",
+        "",
+        f"{report.n_jobs} jobs: {report.counts()}. Best ({report.mode} of mean `{report.metric}` over "
+        "completed jobs) is marked ★. Jobs that differ only by seed are one row: mean ± std (n−1) of its n "
+        "completed jobs.",
+        "",
+    ]
     if report.common:
         lines += [f"Common overrides: `{' '.join(report.common)}`", ""]
     if report.swept:
@@ -401,10 +471,18 @@ def write_markdown(report: SweepReport, path: Path) -> None:
         lines += ["", f"The {best_trial_line(report)}"]
     repeats = [key for key in GROUPED_OUT if len({job.value(key) for job in report.jobs}) > 1]  # e.g. the seed
     keys, labels = [*report.swept, *repeats], [*swept_labels(report), *repeats]
-    lines += ["", "## Every job", "", f"| job | {' | '.join(labels)} | state | {report.metric} |",
-              "|" + " --- |" * (len(keys) + 3)]
-    lines += [f"| {job.name} | {' | '.join(short(job.value(key)) for key in keys)} | "
-              f"{job.describe().replace('|', '/')} | {job_value(report, job)} |" for job in report.jobs]
+    lines += [
+        "",
+        "## Every job",
+        "",
+        f"| job | {' | '.join(labels)} | state | {report.metric} |",
+        "|" + " --- |" * (len(keys) + 3),
+    ]
+    lines += [
+        f"| {job.name} | {' | '.join(short(job.value(key)) for key in keys)} | "
+        f"{job.describe().replace('|', '/')} | {job_value(report, job)} |"
+        for job in report.jobs
+    ]
     if report.study is not None:
         lines += ["", "## Parameter importance", ""]
         lines += [f"- {line}" for line in importance_lines(report)] if report.importances else importance_lines(report)
@@ -418,18 +496,38 @@ def write_csv(report: SweepReport, path: Path) -> None:
     metrics = metric_keys(report)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow([*report.swept, "n", *(f"{key}_{part}" for key in metrics for part in ("mean", "std")),
-                         "jobs", "states", "best"])
+        writer.writerow(
+            [
+                *report.swept,
+                "n",
+                *(f"{key}_{part}" for key in metrics for part in ("mean", "std")),
+                "jobs",
+                "states",
+                "best",
+            ]
+        )
         for row in report.rows:
             stats = [value for key in metrics for value in row.stats.get(key, (None, None))]
-            writer.writerow([*(row.setting[key] for key in report.swept), row.n_complete,
-                             *("" if value is None else value for value in stats),
-                             " ".join(job.name for job in row.jobs), " ".join(job.state for job in row.jobs),
-                             int(row.best)])
+            writer.writerow(
+                [
+                    *(row.setting[key] for key in report.swept),
+                    row.n_complete,
+                    *("" if value is None else value for value in stats),
+                    " ".join(job.name for job in row.jobs),
+                    " ".join(job.state for job in row.jobs),
+                    int(row.best),
+                ]
+            )
 
 
-STATE_STYLE = {COMPLETE: ("tab:blue", "o"), PRUNED: ("tab:orange", "v"), FAILED: ("tab:red", "X"),
-               INTERRUPTED: ("tab:purple", "s"), UNFINISHED: ("tab:gray", "s"), NEVER_STARTED: ("lightgray", "o")}
+STATE_STYLE = {
+    COMPLETE: ("tab:blue", "o"),
+    PRUNED: ("tab:orange", "v"),
+    FAILED: ("tab:red", "X"),
+    INTERRUPTED: ("tab:purple", "s"),
+    UNFINISHED: ("tab:gray", "s"),
+    NEVER_STARTED: ("lightgray", "o"),
+}
 
 
 def plot_metric(ax: Any, report: SweepReport, key: str) -> None:
@@ -452,8 +550,13 @@ def plot_metric(ax: Any, report: SweepReport, key: str) -> None:
     for state in (COMPLETE, PRUNED, INTERRUPTED):
         chosen = [index for index, job in enumerate(measured) if job.state == state]
         colours = ["tab:red" if measured[index] in best else STATE_STYLE[state][0] for index in chosen]
-        ax.scatter([x[index] for index in chosen], [y[index] for index in chosen], c=colours,
-                   marker=STATE_STYLE[state][1], alpha=0.8)
+        ax.scatter(
+            [x[index] for index in chosen],
+            [y[index] for index in chosen],
+            c=colours,
+            marker=STATE_STYLE[state][1],
+            alpha=0.8,
+        )
     ax.set_xlabel(key)
     ax.grid(alpha=0.3)
 
@@ -525,8 +628,9 @@ def print_report(report: SweepReport, console: Console | None = None, name: str 
         console = Console()
         if not console.is_terminal:  # a log file or a pipe: no reason to squeeze the table into 80 columns
             console = Console(width=200)
-    table = Table(title=f"{report.sweep_dir}: {report.n_jobs} jobs ({report.counts()}), "
-                        f"best by {report.mode} {report.metric} ★")
+    table = Table(
+        title=f"{report.sweep_dir}: {report.n_jobs} jobs ({report.counts()}), best by {report.mode} {report.metric} ★"
+    )
     for index, column in enumerate(columns(report)):
         table.add_column(column, justify="left" if index < len(report.swept) else "right")
     for cells, row in zip(table_rows(report), report.rows, strict=True):
@@ -538,10 +642,19 @@ def print_report(report: SweepReport, console: Console | None = None, name: str 
         if job.state != COMPLETE:
             colour = "red" if job in report.failed else "yellow"
             console.print(f"[{colour}]{escape(job_line(report, job))}[/{colour}]", highlight=False, soft_wrap=True)
-    for line in filter(None, [best_trial_line(report), *(f"importance {line}" if report.importances else line
-                                                         for line in importance_lines(report))]):
+    for line in filter(
+        None,
+        [
+            best_trial_line(report),
+            *(f"importance {line}" if report.importances else line for line in importance_lines(report)),
+        ],
+    ):
         console.print(line, highlight=False, soft_wrap=True)
     console.print(f"report: {report.sweep_dir}/{name}.md, {name}.csv, {name}.png")
     if report.study is not None:
-        console.print(f"watch the study: make dashboard ARGS={shlex.quote(str(report.storage))}  "
-                      "(optuna-dashboard on http://127.0.0.1:8080)", highlight=False, soft_wrap=True)
+        console.print(
+            f"watch the study: make dashboard ARGS={shlex.quote(str(report.storage))}  "
+            "(optuna-dashboard on http://127.0.0.1:8080)",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -59,8 +59,10 @@ def build_object(kind: str, config: DictConfig, **extra: Any) -> Any:
         return instantiate(config, **extra)
     except Exception as error:  # Hydra wraps whatever the constructor raised
         why = str(error.__cause__ or error).splitlines()[0]
-        raise ConvlensError(f"hydra.sweeper.{kind} cannot be made from {OmegaConf.to_container(config)} ({why}); "
-                            f"fix its settings or choose another hydra/sweeper/{kind}") from error
+        raise ConvlensError(
+            f"hydra.sweeper.{kind} cannot be made from {OmegaConf.to_container(config)} ({why}); "
+            f"fix its settings or choose another hydra/sweeper/{kind}"
+        ) from error
 
 
 def sampler_for(settings: SearchSettings, space: SearchSpace) -> tuple[optuna.samplers.BaseSampler, int]:
@@ -68,16 +70,20 @@ def sampler_for(settings: SearchSettings, space: SearchSpace) -> tuple[optuna.sa
     if settings.sampler.get("_target_") != GRID:
         return build_object("sampler", settings.sampler), settings.n_trials
     grid = grid_choices(space)
-    return (build_object("sampler", settings.sampler, search_space=grid),
-            min(settings.n_trials, math.prod(len(values) for values in grid.values())))
+    return (
+        build_object("sampler", settings.sampler, search_space=grid),
+        min(settings.n_trials, math.prod(len(values) for values in grid.values())),
+    )
 
 
 def ask(study: optuna.Study, space: SearchSpace, sweep_dir: Path) -> tuple[optuna.Trial, list[str]]:
     trial = study.ask(fixed_distributions=space.distributions)
     if (sweep_dir / str(trial.number) / ".hydra").exists():  # the claim on the sweep dir should prevent it
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        raise ConvlensError(f"{sweep_dir}/{trial.number} already holds a job, which trial {trial.number} of "
-                            f"{study.study_name} would overwrite; pass a new hydra.sweep.dir")
+        raise ConvlensError(
+            f"{sweep_dir}/{trial.number} already holds a job, which trial {trial.number} of "
+            f"{study.study_name} would overwrite; pass a new hydra.sweep.dir"
+        )
     return trial, space.trial_overrides(trial.params)
 
 
@@ -92,8 +98,9 @@ def job_value(future: Future, number: int) -> Any:
         return None
 
 
-def run_trials(study: optuna.Study, space: SearchSpace, slots: Slots, settings: SearchSettings,
-               n_trials: int, sweep_dir: Path) -> int:
+def run_trials(
+    study: optuna.Study, space: SearchSpace, slots: Slots, settings: SearchSettings, n_trials: int, sweep_dir: Path
+) -> int:
     """Keep every slot busy until the study has ``n_trials`` complete or pruned trials; this sweeper's failures.
 
     A failed trial does not count, so another is asked in its place, until this sweeper's failures pass
@@ -131,8 +138,12 @@ def write_best(study: optuna.Study, sweep_dir: Path) -> None:
         best = study.best_trial
     except ValueError:  # no trial completed
         return
-    OmegaConf.save(OmegaConf.create({"name": "optuna", "best_params": best.params, "best_value": best.value,
-                                     "best_trial": best.number}), sweep_dir / "optimization_results.yaml")
+    OmegaConf.save(
+        OmegaConf.create(
+            {"name": "optuna", "best_params": best.params, "best_value": best.value, "best_trial": best.number}
+        ),
+        sweep_dir / "optimization_results.yaml",
+    )
 
 
 def run_search(settings: SearchSettings, slots_of: Any, arguments: list[str], sweep_dir: Path) -> None:
@@ -142,19 +153,30 @@ def run_search(settings: SearchSettings, slots_of: Any, arguments: list[str], sw
         params = [f"{key!s}={value}" for key, value in (settings.params or {}).items()]
         space = search_space([*params, *arguments])
         sampler, n_trials = sampler_for(settings, space)
-        study = open_study(settings.storage, settings.study_name, settings.direction, sampler=sampler,
-                           pruner=build_object("pruner", settings.pruner))
+        study = open_study(
+            settings.storage,
+            settings.study_name,
+            settings.direction,
+            sampler=sampler,
+            pruner=build_object("pruner", settings.pruner),
+        )
         done, running = counts(study)
-        console.print(f"study {settings.study_name} in {settings.storage}: {done} of {n_trials} trials complete or "
-                      f"pruned, {running} running; {settings.n_jobs} at a time", highlight=False, soft_wrap=True)
+        console.print(
+            f"study {settings.study_name} in {settings.storage}: {done} of {n_trials} trials complete or "
+            f"pruned, {running} running; {settings.n_jobs} at a time",
+            highlight=False,
+            soft_wrap=True,
+        )
         slots = slots_of(settings.n_jobs)
         try:
             failures = run_trials(study, space, slots, settings, n_trials, sweep_dir)
         finally:
             slots.close()
         if counts(study)[0] < n_trials:
-            console.print(f"[yellow]stopped asking for trials: {failures} failed, more than "
-                          f"hydra.sweeper.max_failure_rate={settings.max_failure_rate} × {n_trials} trials allows")
+            console.print(
+                f"[yellow]stopped asking for trials: {failures} failed, more than "
+                f"hydra.sweeper.max_failure_rate={settings.max_failure_rate} × {n_trials} trials allows"
+            )
         write_best(study, sweep_dir)
     except ConvlensError as error:  # Hydra would show a traceback
         print_error(str(error))

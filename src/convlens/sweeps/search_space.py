@@ -69,8 +69,10 @@ def distribution(override: Override) -> BaseDistribution | str:
         return range_distribution(override, sweep)
     if isinstance(sweep, IntervalSweep):
         return interval_distribution(sweep)
-    raise ConvlensError(f"{override.input_line} is not a search an Optuna search can run; use choice(...), "
-                        "range(...), interval(...) or tag(log, interval(...))")
+    raise ConvlensError(
+        f"{override.input_line} is not a search an Optuna search can run; use choice(...), "
+        "range(...), interval(...) or tag(log, interval(...))"
+    )
 
 
 def parse_override(line: str) -> tuple[str, BaseDistribution | str]:
@@ -80,9 +82,10 @@ def parse_override(line: str) -> tuple[str, BaseDistribution | str]:
         return override.get_key_element(), distribution(override)
     except (HydraException, ValueError) as error:
         why = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ConvlensError(f"cannot read the search parameter {line!r} ({why}); write e.g. "
-                            "'model.optimizer.lr=tag(log, interval(0.001, 0.2))' or 'data.batch_size=choice(32, 64)'"
-                            ) from error
+        raise ConvlensError(
+            f"cannot read the search parameter {line!r} ({why}); write e.g. "
+            "'model.optimizer.lr=tag(log, interval(0.001, 0.2))' or 'data.batch_size=choice(32, 64)'"
+        ) from error
 
 
 def search_space(lines: Iterable[str]) -> SearchSpace:
@@ -110,6 +113,8 @@ def grid_choices(space: SearchSpace) -> dict[str, list[Any]]:
             count = int((dist.high - dist.low) // dist.step)  # as hydra-optuna-sweeper: range's stop is left out
             grid[name] = [dist.low + index * dist.step for index in range(count)]
         else:
-            raise ConvlensError(f"hydra/sweeper/sampler=grid needs a finite set of values, but {name} is an interval; "
-                                "write it as choice(...) or range(...)")
+            raise ConvlensError(
+                f"hydra/sweeper/sampler=grid needs a finite set of values, but {name} is an interval; "
+                "write it as choice(...) or range(...)"
+            )
     return grid

@@ -27,8 +27,14 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 IN_PROCESS_LAUNCHERS = ("BasicLauncher", "JoblibLauncher")
 
 
-def run_one_job(number: int, overrides: Sequence[str], hydra_context: HydraContext, config: DictConfig,
-                task_function: TaskFunction, singleton_state: dict) -> JobReturn:
+def run_one_job(
+    number: int,
+    overrides: Sequence[str],
+    hydra_context: HydraContext,
+    config: DictConfig,
+    task_function: TaskFunction,
+    singleton_state: dict,
+) -> JobReturn:
     """Job ``number`` in a worker process, as Hydra's joblib launcher runs each of its jobs."""
     setup_globals()
     Singleton.set_state(singleton_state)
@@ -37,15 +43,26 @@ def run_one_job(number: int, overrides: Sequence[str], hydra_context: HydraConte
         job_config.hydra.job.id = f"{job_config.hydra.job.name}_{number}"
         job_config.hydra.job.num = number
     HydraConfig.instance().set_config(job_config)
-    return run_job(hydra_context=hydra_context, task_function=task_function, config=job_config,
-                   job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    return run_job(
+        hydra_context=hydra_context,
+        task_function=task_function,
+        config=job_config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
 
 
 class Slots:
     """``submit(number, overrides)``: the trial's job starts now if a slot is free, else when one is."""
 
-    def __init__(self, launcher: Launcher, n_jobs: int, hydra_context: HydraContext, config: DictConfig,
-                 task_function: TaskFunction) -> None:
+    def __init__(
+        self,
+        launcher: Launcher,
+        n_jobs: int,
+        hydra_context: HydraContext,
+        config: DictConfig,
+        task_function: TaskFunction,
+    ) -> None:
         self.launcher, self.n_jobs = launcher, n_jobs
         self.job_args = (hydra_context, config, task_function)
         name = type(launcher).__name__

@@ -28,9 +28,9 @@ SQLITE_WAIT_SECONDS = 60  # a writer waits this long for another's lock: jobs an
 def storage_file(url: str) -> Path | None:
     """The local file behind a sqlite or journal URL (None for a database server)."""
     if url.startswith(JOURNAL):
-        return Path(url[len(JOURNAL):])
+        return Path(url[len(JOURNAL) :])
     if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///"):])
+        return Path(url[len("sqlite:///") :])
     return None
 
 
@@ -39,16 +39,20 @@ def refuse_a_read_only_file(url: str, path: Path) -> None:
     target = path if path.exists() else path.parent
     read_only = not os.access(target, os.W_OK) or not stat.S_IMODE(target.stat().st_mode) & 0o222
     if target.exists() and read_only:
-        raise ConvlensError(f"hydra.sweeper.storage={url}: {target} is read-only, so the study cannot record "
-                            "trials; make it writable (chmod u+w) or pass another hydra.sweeper.storage")
+        raise ConvlensError(
+            f"hydra.sweeper.storage={url}: {target} is read-only, so the study cannot record "
+            "trials; make it writable (chmod u+w) or pass another hydra.sweeper.storage"
+        )
 
 
 def open_storage(url: str) -> BaseStorage:
     """The storage behind ``url``; a URL that names no storage convlens knows is refused in one line."""
     scheme = url.partition(":")[0].partition("+")[0]
     if not url.startswith(JOURNAL) and (scheme not in DATABASES or "://" not in url):
-        raise ConvlensError(f"hydra.sweeper.storage={url} is not a storage URL; use sqlite:///<file>, "
-                            "journal:///<file>, postgresql://<user>@<host>/<db> or mysql://<user>@<host>/<db>")
+        raise ConvlensError(
+            f"hydra.sweeper.storage={url} is not a storage URL; use sqlite:///<file>, "
+            "journal:///<file>, postgresql://<user>@<host>/<db> or mysql://<user>@<host>/<db>"
+        )
     path = storage_file(url)
     if path is not None:
         refuse_a_read_only_file(url, path)
@@ -60,18 +64,27 @@ def open_storage(url: str) -> BaseStorage:
         return RDBStorage(url, engine_kwargs=engine)
     except Exception as error:  # SQLAlchemy's and the drivers' errors have no common base
         why = str(error).splitlines()[0]
-        raise ConvlensError(f"hydra.sweeper.storage={url} cannot be opened ({why}); check the URL, and that its "
-                            "database driver is installed") from error
+        raise ConvlensError(
+            f"hydra.sweeper.storage={url} cannot be opened ({why}); check the URL, and that its "
+            "database driver is installed"
+        ) from error
 
 
 def open_study(url: str, name: str, direction: str, **kwargs) -> optuna.Study:
     """The study ``name`` in ``url``, made if new; an existing one must optimise in the same direction."""
     if direction not in ("minimize", "maximize"):
         raise ConvlensError(f"hydra.sweeper.direction={direction} is not a direction; use maximize or minimize")
-    study = optuna.create_study(study_name=name, storage=open_storage(url), direction=StudyDirection[direction.upper()],
-                                load_if_exists=True, **kwargs)
+    study = optuna.create_study(
+        study_name=name,
+        storage=open_storage(url),
+        direction=StudyDirection[direction.upper()],
+        load_if_exists=True,
+        **kwargs,
+    )
     if study.direction.name.lower() != direction:
-        raise ConvlensError(f"the study {name} in {url} already exists and {study.direction.name.lower()}s, but "
-                            f"hydra.sweeper.direction={direction}; pass the study's direction or another "
-                            "hydra.sweeper.study_name")
+        raise ConvlensError(
+            f"the study {name} in {url} already exists and {study.direction.name.lower()}s, but "
+            f"hydra.sweeper.direction={direction}; pass the study's direction or another "
+            "hydra.sweeper.study_name"
+        )
     return study

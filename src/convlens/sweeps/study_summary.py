@@ -40,8 +40,13 @@ def how_far(trials: list[FrozenTrial]) -> dict[str, Any]:
     if not steps:
         return {}
     quartiles = statistics.quantiles(steps, n=4) if len(steps) > 1 else [steps[0]] * 3
-    return {"min": steps[0], "quartiles": [round(q) for q in quartiles], "max": steps[-1],
-            "total": sum(steps), "reached_max": sum(step == steps[-1] for step in steps)}
+    return {
+        "min": steps[0],
+        "quartiles": [round(q) for q in quartiles],
+        "max": steps[-1],
+        "total": sum(steps),
+        "reached_max": sum(step == steps[-1] for step in steps),
+    }
 
 
 def search_config(sweep_dir: Path) -> dict[str, Any]:
@@ -79,20 +84,23 @@ def summarise(study: optuna.Study, sweep_dir: Path, cpu_seconds: float | None = 
         "search": config,
         "trials": dict(sorted(Counter(trial.state.name.lower() for trial in trials).items())),
         "steps_per_trial": how_far(trials),
-        "hours": {"wall": round((max(ended) - min(started)).total_seconds() / SECONDS_PER_HOUR, 2),
-                  "trials": round(trial_hours, 2),
-                  "cpu": None if cpu_seconds is None else round(cpu_seconds / SECONDS_PER_HOUR, 2)},
+        "hours": {
+            "wall": round((max(ended) - min(started)).total_seconds() / SECONDS_PER_HOUR, 2),
+            "trials": round(trial_hours, 2),
+            "cpu": None if cpu_seconds is None else round(cpu_seconds / SECONDS_PER_HOUR, 2),
+        },
         "started": min(started).isoformat(timespec="seconds"),
         "ended": max(ended).isoformat(timespec="seconds"),
         "best": {"trial": best.number, "value": best.value, "steps": last_step(best), "params": best.params},
-        "importances": ({key: round(value, 4) for key, value in importances.items()} if importances
-                        else why_not),
+        "importances": ({key: round(value, 4) for key, value in importances.items()} if importances else why_not),
     }
 
 
 def summarise_search(sweep_dir: Path, cpu_seconds: float | None = None) -> dict[str, Any]:
     location = study_location(sweep_dir)
     if location is None:
-        raise ConvlensError(f"{sweep_dir} holds no search (no optuna.db, no hydra.sweeper.storage in its "
-                            "multirun.yaml); pass the sweep dir of a hparams_search run")
+        raise ConvlensError(
+            f"{sweep_dir} holds no search (no optuna.db, no hydra.sweeper.storage in its "
+            "multirun.yaml); pass the sweep dir of a hparams_search run"
+        )
     return summarise(load_study(location), sweep_dir, cpu_seconds)

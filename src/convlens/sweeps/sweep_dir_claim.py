@@ -21,8 +21,10 @@ KIND = ".sweep.kind"
 
 
 def jobs_in(sweep_dir: Path) -> list[str]:
-    return sorted((path.parent.parent.name for path in sweep_dir.glob("*/.hydra/overrides.yaml")),
-                  key=lambda name: (len(name), name))
+    return sorted(
+        (path.parent.parent.name for path in sweep_dir.glob("*/.hydra/overrides.yaml")),
+        key=lambda name: (len(name), name),
+    )
 
 
 def refuse_a_used_sweep_dir(sweep_dir: Path, search: str | None = None) -> None:
@@ -35,10 +37,15 @@ def refuse_a_used_sweep_dir(sweep_dir: Path, search: str | None = None) -> None:
     listed = f"{', '.join(done[:5])}{', ...' if len(done) > 5 else ''}"
     what = "an earlier sweep" if search is None else "another sweep or study"
     storage = None if search is None else shell_override("hydra.sweeper.storage", search.split()[1])
-    hint = "; to continue a search, run the same command with the same hydra.sweep.dir" if search is None else \
-        f" (the study stays in {storage})"
-    raise ConvlensError(f"hydra.sweep.dir={sweep_dir} already holds the jobs of {what} ({listed}), whose folders "
-                        f"a new sweep would overwrite; pass a new hydra.sweep.dir{hint}")
+    hint = (
+        "; to continue a search, run the same command with the same hydra.sweep.dir"
+        if search is None
+        else f" (the study stays in {storage})"
+    )
+    raise ConvlensError(
+        f"hydra.sweep.dir={sweep_dir} already holds the jobs of {what} ({listed}), whose folders "
+        f"a new sweep would overwrite; pass a new hydra.sweep.dir{hint}"
+    )
 
 
 def claim_sweep_dir(sweep_dir: Path, search: str | None) -> int:
@@ -54,8 +61,10 @@ def claim_sweep_dir(sweep_dir: Path, search: str | None) -> int:
         refuse_a_used_sweep_dir(sweep_dir, search)  # again: a sweep may have ended between the check and the lock
     except BlockingIOError:
         os.close(descriptor)
-        raise ConvlensError(f"another sweep is running in hydra.sweep.dir={sweep_dir} (only the sweepers of one "
-                            "search may share a folder); wait for it to end or pass a new hydra.sweep.dir") from None
+        raise ConvlensError(
+            f"another sweep is running in hydra.sweep.dir={sweep_dir} (only the sweepers of one "
+            "search may share a folder); wait for it to end or pass a new hydra.sweep.dir"
+        ) from None
     except ConvlensError:
         os.close(descriptor)
         raise

@@ -76,15 +76,19 @@ def open_existing_storage(url: str) -> BaseStorage:
     """The storage behind ``url``, which must exist already: reading a study never makes an empty one."""
     path = storage_file(url)
     if path is not None and not path.is_file():
-        raise ConvlensError(f"the study storage {url} does not exist ({path} is missing); pass a search's sweep dir "
-                            "or the storage URL it used (hydra.sweeper.storage)")
+        raise ConvlensError(
+            f"the study storage {url} does not exist ({path} is missing); pass a search's sweep dir "
+            "or the storage URL it used (hydra.sweeper.storage)"
+        )
     try:
         if url.startswith(JOURNAL):
             return JournalStorage(JournalFileBackend(str(path)))
         return RDBStorage(url, skip_table_creation=True)
     except Exception as error:  # SQLAlchemy's and the drivers' errors have no common base
-        raise ConvlensError(f"the study storage {url} cannot be opened ({str(error).splitlines()[0]}); check the "
-                            "URL, and that its database driver is installed") from error
+        raise ConvlensError(
+            f"the study storage {url} cannot be opened ({str(error).splitlines()[0]}); check the "
+            "URL, and that its database driver is installed"
+        ) from error
 
 
 def load_study(location: StudyLocation) -> optuna.Study:
@@ -94,8 +98,10 @@ def load_study(location: StudyLocation) -> optuna.Study:
     if name is None and len(names) == 1:
         name = names[0]
     if name not in names:
-        raise ConvlensError(f"the storage {location.storage} holds no study {name!r} (its studies: "
-                            f"{', '.join(names) or 'none'}); pass hydra.sweeper.study_name of the search")
+        raise ConvlensError(
+            f"the storage {location.storage} holds no study {name!r} (its studies: "
+            f"{', '.join(names) or 'none'}); pass hydra.sweeper.study_name of the search"
+        )
     return optuna.load_study(study_name=name, storage=storage)
 
 
@@ -103,9 +109,11 @@ def newest_search(multiruns: Path) -> Path:
     """The sweep dir under ``multiruns`` whose study changed last (the search running now, or the last one)."""
     searches = [path for path in Path(multiruns).glob("*/") if study_location(path) is not None]
     if not searches:
-        raise ConvlensError(f"no search under {multiruns} (no sweep dir with an optuna.db or a "
-                            "hydra.sweeper.storage); start one with python src/train.py hparams_search=mnist_optuna, "
-                            "or pass a sweep dir or storage URL")
+        raise ConvlensError(
+            f"no search under {multiruns} (no sweep dir with an optuna.db or a "
+            "hydra.sweeper.storage); start one with python src/train.py hparams_search=mnist_optuna, "
+            "or pass a sweep dir or storage URL"
+        )
     return max(searches, key=last_change)
 
 
@@ -120,6 +128,8 @@ def storage_of(target: str) -> str:
         return target
     location = study_location(Path(target)) if Path(target).is_dir() else None
     if location is None:
-        raise ConvlensError(f"{target} is neither a storage URL nor a search's sweep dir (one with an optuna.db or a "
-                            "hydra.sweeper.storage in its multirun.yaml); pass one of those")
+        raise ConvlensError(
+            f"{target} is neither a storage URL nor a search's sweep dir (one with an optuna.db or a "
+            "hydra.sweeper.storage in its multirun.yaml); pass one of those"
+        )
     return location.storage

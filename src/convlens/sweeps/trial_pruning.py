@@ -40,12 +40,16 @@ def trial_by_number(study: optuna.Study, number: int) -> optuna.Trial:
     for frozen in study.get_trials(deepcopy=False):
         if frozen.number == number:
             if not hasattr(frozen, "_trial_id"):
-                raise ConvlensError(f"optuna {optuna.__version__} has no FrozenTrial._trial_id, which convlens reads "
-                                    f"(written for optuna {OPTUNA_WRITTEN_FOR}); "
-                                    f"pip install optuna=={OPTUNA_WRITTEN_FOR}")
+                raise ConvlensError(
+                    f"optuna {optuna.__version__} has no FrozenTrial._trial_id, which convlens reads "
+                    f"(written for optuna {OPTUNA_WRITTEN_FOR}); "
+                    f"pip install optuna=={OPTUNA_WRITTEN_FOR}"
+                )
             return optuna.Trial(study, frozen._trial_id)
-    raise ConvlensError(f"the study {study.study_name} has no trial {number}; a search job is started by the "
-                        "sweeper, with hydra.job.num = its trial number")
+    raise ConvlensError(
+        f"the study {study.study_name} has no trial {number}; a search job is started by the "
+        "sweeper, with hydra.job.num = its trial number"
+    )
 
 
 def trial_of_this_job() -> optuna.Trial | None:
@@ -60,8 +64,9 @@ def trial_of_this_job() -> optuna.Trial | None:
 
     from convlens.sweeps.study_storage import open_storage
 
-    study = optuna.load_study(study_name=sweeper.study_name, storage=open_storage(sweeper.storage),
-                              pruner=instantiate(sweeper.pruner))
+    study = optuna.load_study(
+        study_name=sweeper.study_name, storage=open_storage(sweeper.storage), pruner=instantiate(sweeper.pruner)
+    )
     return trial_by_number(study, int(hydra.job.num))
 
 
@@ -90,8 +95,11 @@ class ReportToTrial(Callback):
 
     def outcome(self) -> dict[str, Any]:
         """What ``metrics.json`` says of the trial."""
-        return {"status": "complete" if self.pruned_at_step is None else "pruned",
-                "pruned_at_step": self.pruned_at_step, "trial_number": self.trial.number}
+        return {
+            "status": "complete" if self.pruned_at_step is None else "pruned",
+            "pruned_at_step": self.pruned_at_step,
+            "trial_number": self.trial.number,
+        }
 
 
 def search_callbacks(cfg: DictConfig) -> list[ReportToTrial]:

@@ -106,10 +106,15 @@ class LiveLook:
             raise ConvlensError(
                 f"{path} is a network for {channels}-channel {size}x{size} images, not for "
                 f"{self.preprocess['size']}x{self.preprocess['size']} grayscale digits; "
-                "pass a checkpoint trained with data=mnist")
-        return Lens(path, model, class_names(model),
-                    draw.to_pil(draw.conv1_kernels(model.net.conv1.weight, self.style)),
-                    draw.to_pil(draw.conv2_kernels(model.net.conv2.weight, self.style)))
+                "pass a checkpoint trained with data=mnist"
+            )
+        return Lens(
+            path,
+            model,
+            class_names(model),
+            draw.to_pil(draw.conv1_kernels(model.net.conv1.weight, self.style)),
+            draw.to_pil(draw.conv2_kernels(model.net.conv2.weight, self.style)),
+        )
 
     def from_drawing(self, data_url: str | None) -> Digit | None:
         """The sketchpad's strokes (dark on white) as MNIST sees digits; None while nothing is drawn."""
@@ -117,12 +122,15 @@ class LiveLook:
             return None
         header, _, encoded = data_url.partition(",")
         try:  # the size rule of uploads (preprocess.max_pixels), before any pixel is decoded
-            drawing = opened_within(io.BytesIO(base64.b64decode(encoded, validate=True)), "the drawing",
-                                    self.preprocess["max_pixels"])
+            drawing = opened_within(
+                io.BytesIO(base64.b64decode(encoded, validate=True)), "the drawing", self.preprocess["max_pixels"]
+            )
             drawing.load()
         except (ValueError, OSError) as error:
-            raise ConvlensError(f"the drawing is not a PNG data URL ({header[:40]!r}...); "
-                                "draw on the sketchpad, or send data:image/png;base64,<PNG bytes>") from error
+            raise ConvlensError(
+                f"the drawing is not a PNG data URL ({header[:40]!r}...); "
+                "draw on the sketchpad, or send data:image/png;base64,<PNG bytes>"
+            ) from error
         if drawing.convert("L").getextrema()[0] == drawing.convert("L").getextrema()[1]:
             return None
         settings = {key: value for key, value in self.preprocess.items() if key != "max_pixels"}
@@ -159,8 +167,11 @@ class LiveLook:
         conv1_maps, conv2_maps = lens.model.net.features(batch)
         best = probabilities.topk(min(self.top_k, len(lens.classes)))
         top = {lens.classes[int(i)]: float(p) for p, i in zip(best.values, best.indices, strict=True)}
-        return (top, draw.to_pil(draw.feature_maps(conv1_maps, self.style)),
-                draw.to_pil(draw.feature_maps(conv2_maps, self.style)))
+        return (
+            top,
+            draw.to_pil(draw.feature_maps(conv1_maps, self.style)),
+            draw.to_pil(draw.feature_maps(conv2_maps, self.style)),
+        )
 
     def side(self, ckpt_path: str, digit: Digit | None) -> list[Any]:
         """One checkpoint column's status line, prediction and feature maps (empty without a checkpoint)."""
@@ -174,8 +185,12 @@ class LiveLook:
             return [note_html(checkpoint_line(ckpt_path, lens)), None, None, None]
         top, conv1_maps, conv2_maps = self.seen(lens, digit)
         best = next(iter(top))
-        return [note_html(f"{digit.name}: predicted {best} ({top[best]:.1%}) · {checkpoint_line(ckpt_path, lens)}"),
-                top, conv1_maps, conv2_maps]
+        return [
+            note_html(f"{digit.name}: predicted {best} ({top[best]:.1%}) · {checkpoint_line(ckpt_path, lens)}"),
+            top,
+            conv1_maps,
+            conv2_maps,
+        ]
 
     def look_at_drawing(self, drawing: str | None, ckpt_path_a: str, ckpt_path_b: str) -> list[Any]:
         """``drawing``: the sketchpad's canvas as a PNG data URL (``data:image/png;base64,...``); empty: cleared."""
@@ -209,8 +224,13 @@ class LiveLook:
             return [ckpt_path, gr.Column(visible=False), None, None, error_html(str(error)), None, None, None]
         if lens is None:
             return [ckpt_path, gr.Column(visible=False), None, None, *self.side(ckpt_path, digit)]
-        return [str(lens.path), gr.Column(visible=True), lens.kernels_conv1, lens.kernels_conv2,
-                *self.side(ckpt_path, digit)]
+        return [
+            str(lens.path),
+            gr.Column(visible=True),
+            lens.kernels_conv1,
+            lens.kernels_conv2,
+            *self.side(ckpt_path, digit),
+        ]
 
 
 def checkpoint_line(ckpt_path: str, lens: Lens) -> str:
@@ -219,8 +239,10 @@ def checkpoint_line(ckpt_path: str, lens: Lens) -> str:
     if not lens.model.hparams.get("class_names"):  # MNIST runs keep none: their classes are the digits 0-9
         return str(lens.path)
     picked = "ckpt_path=last picked the newest run, " if ckpt_path.strip() == "last" else ""
-    return (f"{picked}{lens.path}, which classifies {', '.join(lens.classes)}, not MNIST's digits; "
-            "pass ckpt_path=<an MNIST run's checkpoint> to look at digits")
+    return (
+        f"{picked}{lens.path}, which classifies {', '.join(lens.classes)}, not MNIST's digits; "
+        "pass ckpt_path=<an MNIST run's checkpoint> to look at digits"
+    )
 
 
 # A plain 2D canvas: it hands over a PNG the moment a stroke ends, where gr.Sketchpad first re-renders its
@@ -269,14 +291,21 @@ element.querySelector('.clear').addEventListener('click', () => { blank(); props
 
 def sketchpad(canvas_px: int, brush_px: int) -> Any:
     """A square canvas to draw on with a mouse, pen or finger; its value is the drawing as a PNG data URL."""
-    return gr.HTML(value="", html_template=SKETCHPAD_HTML, css_template=SKETCHPAD_CSS, js_on_load=SKETCHPAD_JS,
-                   canvas_px=int(canvas_px), brush_px=int(brush_px), label="drawing", elem_id="drawing")
+    return gr.HTML(
+        value="",
+        html_template=SKETCHPAD_HTML,
+        css_template=SKETCHPAD_CSS,
+        js_on_load=SKETCHPAD_JS,
+        canvas_px=int(canvas_px),
+        brush_px=int(brush_px),
+        label="drawing",
+        elem_id="drawing",
+    )
 
 
 def picture(label: str, elem_id: str) -> Any:
     """An output picture shown pixel for pixel, as a PNG (lossless: the tiles' colours are the values)."""
-    return gr.Image(label=label, type="pil", format="png", interactive=False, elem_id=elem_id,
-                    buttons=["download"])
+    return gr.Image(label=label, type="pil", format="png", interactive=False, elem_id=elem_id, buttons=["download"])
 
 
 def page(look: LiveLook, cfg: DictConfig) -> Any:
@@ -291,37 +320,48 @@ def page(look: LiveLook, cfg: DictConfig) -> Any:
                     with gr.Tab("Draw"):
                         drawing = sketchpad(app.canvas_px, app.brush_px)
                     with gr.Tab("Upload"):
-                        upload = gr.File(label="a picture of one digit", file_types=["image"], type="filepath",
-                                         elem_id="upload")
+                        upload = gr.File(
+                            label="a picture of one digit", file_types=["image"], type="filepath", elem_id="upload"
+                        )
                     with gr.Tab("MNIST test image"):
                         # No rounding (precision=None): an index of 2.5 reaches from_test_set, which refuses it.
-                        index = gr.Number(value=cfg.index, precision=None, step=1, label="index (0..9999)",
-                                          elem_id="index")
+                        index = gr.Number(
+                            value=cfg.index, precision=None, step=1, label="index (0..9999)", elem_id="index"
+                        )
                         pick = gr.Button("random test image")
-                seen_input = picture(f"as the network sees it ({cfg.preprocess.size}x{cfg.preprocess.size})",
-                                     "input")
+                seen_input = picture(f"as the network sees it ({cfg.preprocess.size}x{cfg.preprocess.size})", "input")
                 message = gr.HTML(label="input", elem_id="message")
             columns: dict[str, dict[str, Any]] = {}
             for side, first_path in zip(SIDES, first_paths, strict=True):
                 with gr.Column(scale=2, min_width=app.checkpoint_column_px):
                     columns[side] = {
-                        "ckpt": gr.Textbox(value=first_path, label="checkpoint (a .ckpt file, or last)",
-                                           elem_id=f"ckpt-{side}"),
+                        "ckpt": gr.Textbox(
+                            value=first_path, label="checkpoint (a .ckpt file, or last)", elem_id=f"ckpt-{side}"
+                        ),
                         "status": gr.HTML(label=f"checkpoint {side}", elem_id=f"status-{side}"),
                     }
                     with gr.Column(visible=bool(first_path)) as columns[side]["shown"]:
-                        columns[side].update({
-                            "prediction": gr.Label(num_top_classes=look.top_k, label="prediction",
-                                                   elem_id=f"prediction-{side}"),
-                            "kernels_conv1": picture("conv1 kernels", f"kernels-conv1-{side}"),
-                            "feature_maps_conv1": picture("conv1 feature maps", f"feature-maps-conv1-{side}"),
-                            "kernels_conv2": picture("conv2 kernels, a row per input channel",
-                                                     f"kernels-conv2-{side}"),
-                            "feature_maps_conv2": picture("conv2 feature maps", f"feature-maps-conv2-{side}"),
-                        })
+                        columns[side].update(
+                            {
+                                "prediction": gr.Label(
+                                    num_top_classes=look.top_k, label="prediction", elem_id=f"prediction-{side}"
+                                ),
+                                "kernels_conv1": picture("conv1 kernels", f"kernels-conv1-{side}"),
+                                "feature_maps_conv1": picture("conv1 feature maps", f"feature-maps-conv1-{side}"),
+                                "kernels_conv2": picture(
+                                    "conv2 kernels, a row per input channel", f"kernels-conv2-{side}"
+                                ),
+                                "feature_maps_conv2": picture("conv2 feature maps", f"feature-maps-conv2-{side}"),
+                            }
+                        )
         ckpts = [columns[side]["ckpt"] for side in SIDES]
         looked = [digit, seen_input, message, *[columns[side][key] for side in SIDES for key in PER_SIDE]]
-        fast: dict[str, Any] = {"show_progress": "hidden", "trigger_mode": "always_last", "concurrency_limit": None, "queue": False}
+        fast: dict[str, Any] = {
+            "show_progress": "hidden",
+            "trigger_mode": "always_last",
+            "concurrency_limit": None,
+            "queue": False,
+        }
         drawing.change(look.look_at_drawing, [drawing, *ckpts], looked, api_name="look_at_drawing", **fast)
         upload.upload(look.look_at_upload, [upload, *ckpts], looked, api_name="look_at_upload", **fast)
         index.change(look.look_at_test_image, [index, *ckpts], looked, api_name="look_at_test_image", **fast)
@@ -329,8 +369,13 @@ def page(look: LiveLook, cfg: DictConfig) -> Any:
         opening = blocks.load(look.look_at_test_image, [index, *ckpts], looked, api_visibility="private")
         for side in SIDES:
             column = columns[side]
-            outputs = [column["ckpt"], column["shown"], column["kernels_conv1"], column["kernels_conv2"],
-                       *[column[key] for key in PER_SIDE]]
+            outputs = [
+                column["ckpt"],
+                column["shown"],
+                column["kernels_conv1"],
+                column["kernels_conv2"],
+                *[column[key] for key in PER_SIDE],
+            ]
             column["ckpt"].submit(look.checkpoint, [column["ckpt"], digit], outputs, api_name=f"checkpoint_{side}")
             opening = opening.then(look.checkpoint, [column["ckpt"], digit], outputs, api_visibility="private")
     return blocks
@@ -340,8 +385,7 @@ def serve(cfg: DictConfig) -> None:
     """Load the checkpoints (reporting a bad one on the console), then serve the page until interrupted."""
     check_settings(cfg)
     if gr is None:
-        raise ConvlensError("the app needs Gradio, which is not installed; run make app, "
-                            "or pip install -e '.[app]'")
+        raise ConvlensError("the app needs Gradio, which is not installed; run make app, or pip install -e '.[app]'")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio checks its own startup over HTTP: not news
     host, port = str(cfg.app.host), int(cfg.app.port)
     check_port_free(host, port)  # before the data and checkpoints load: seconds a taken port would waste
@@ -350,14 +394,22 @@ def serve(cfg: DictConfig) -> None:
     for ckpt_path in (cfg.ckpt_path, cfg.compare_ckpt_path):
         if ckpt_path:
             try:
-                say(escape(f"checkpoint {checkpoint_line(str(ckpt_path), look.lens(str(ckpt_path)))}"),
-                    soft_wrap=True)
+                say(escape(f"checkpoint {checkpoint_line(str(ckpt_path), look.lens(str(ckpt_path)))}"), soft_wrap=True)
             except ConvlensError as error:
                 print_error(f"{error} (the page shows this too; type another checkpoint there)")
     try:
         page(look, cfg).launch(
-            server_name=host, server_port=port, share=False, ssr_mode=False, pwa=False,
-            mcp_server=False, footer_links=["api", "settings"], theme=gr.themes.Default(), css=CSS, quiet=False)
+            server_name=host,
+            server_port=port,
+            share=False,
+            ssr_mode=False,
+            pwa=False,
+            mcp_server=False,
+            footer_links=["api", "settings"],
+            theme=gr.themes.Default(),
+            css=CSS,
+            quiet=False,
+        )
     except OSError as error:
         if not str(error).startswith("Cannot find empty port"):  # Gradio's words for a port taken meanwhile
             raise
@@ -365,8 +417,10 @@ def serve(cfg: DictConfig) -> None:
 
 
 def port_taken(host: str, port: int) -> str:
-    return (f"port {port} on {host} is already in use (another app, or this one still running); "
-            f"stop that, or serve on another port: app.port={port + 1}")
+    return (
+        f"port {port} on {host} is already in use (another app, or this one still running); "
+        f"stop that, or serve on another port: app.port={port + 1}"
+    )
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -378,9 +432,11 @@ def check_port_free(host: str, port: int) -> None:
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
                 raise ConvlensError(port_taken(host, port)) from error
-            raise ConvlensError(f"cannot serve on {host}:{port} ({error.strerror or error}); "
-                                "set app.host to an address of this machine (127.0.0.1) and app.port to a free "
-                                "port") from error
+            raise ConvlensError(
+                f"cannot serve on {host}:{port} ({error.strerror or error}); "
+                "set app.host to an address of this machine (127.0.0.1) and app.port to a free "
+                "port"
+            ) from error
 
 
 CSS = """

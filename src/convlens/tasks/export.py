@@ -41,12 +41,14 @@ def checking_images(cfg: DictConfig, model: ConvNetClassifier) -> torch.Tensor:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("test")
-    indices = list(datamodule.test_indices)[:int(cfg.check_images)]
+    indices = list(datamodule.test_indices)[: int(cfg.check_images)]
     images = torch.stack([datamodule.test_set[index][0] for index in indices]).cpu()
     if tuple(images.shape[1:]) != input_shape(model):
-        raise ConvlensError(f"the checkpoint takes images of shape {input_shape(model)} but the data's test images "
-                            f"are {tuple(images.shape[1:])}; export a folder-trained checkpoint with "
-                            "data=imagefolder data.root=<the folder it was trained on>")
+        raise ConvlensError(
+            f"the checkpoint takes images of shape {input_shape(model)} but the data's test images "
+            f"are {tuple(images.shape[1:])}; export a folder-trained checkpoint with "
+            "data=imagefolder data.root=<the folder it was trained on>"
+        )
     return images
 
 
@@ -55,24 +57,38 @@ def agreement(expected: torch.Tensor, got: torch.Tensor) -> tuple[float, int]:
     return float((expected - got).abs().max()), int((expected.argmax(1) != got.argmax(1)).sum())
 
 
-def expectations(cfg: DictConfig, model: ConvNetClassifier, ckpt_path: Path, file: Path,
-                 check: dict[str, Any]) -> dict[str, Any]:
+def expectations(
+    cfg: DictConfig, model: ConvNetClassifier, ckpt_path: Path, file: Path, check: dict[str, Any]
+) -> dict[str, Any]:
     """The JSON beside the file: what goes in and comes out, and how a picture becomes the input (as predict.py)."""
     channels, height, width = input_shape(model)
     conversion = conversion_for(model, "auto")
-    how = {"digit": "src/predict.py's digit conversion (convlens.data.own_images.load_digit): grayscale, light "
-                    "digit on dark, fitted into digit_box and centred by its centre of mass",
-           "resize": "grayscale, resized to the input's sides (as data=imagefolder trains)"}[conversion]
+    how = {
+        "digit": "src/predict.py's digit conversion (convlens.data.own_images.load_digit): grayscale, light "
+        "digit on dark, fitted into digit_box and centred by its centre of mass",
+        "resize": "grayscale, resized to the input's sides (as data=imagefolder trains)",
+    }[conversion]
     return {
         "format": cfg.format,
         "file": file.name,
         "checkpoint": str(ckpt_path),
-        "input": {"name": INPUT, "shape": ["batch", channels, height, width], "dtype": "float32", "layout": "NCHW",
-                  "values": "0 (black) to 1 (white): the pixel value / 255, with no mean or std subtracted"},
-        "preprocess": {"conversion": conversion, "how": how,
-                       **({"settings": OmegaConf.to_container(cfg.preprocess)} if conversion == "digit" else {})},
-        "output": {"name": OUTPUT, "shape": ["batch", len(class_names(model))],
-                   "values": "log-probabilities (log-softmax); exp gives each class's probability"},
+        "input": {
+            "name": INPUT,
+            "shape": ["batch", channels, height, width],
+            "dtype": "float32",
+            "layout": "NCHW",
+            "values": "0 (black) to 1 (white): the pixel value / 255, with no mean or std subtracted",
+        },
+        "preprocess": {
+            "conversion": conversion,
+            "how": how,
+            **({"settings": OmegaConf.to_container(cfg.preprocess)} if conversion == "digit" else {}),
+        },
+        "output": {
+            "name": OUTPUT,
+            "shape": ["batch", len(class_names(model))],
+            "values": "log-probabilities (log-softmax); exp gives each class's probability",
+        },
         "class_names": class_names(model),
         "check": check,
     }
@@ -101,14 +117,23 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             raise ConvlensError(
                 f"the {cfg.format} export of {ckpt_path} disagrees with the checkpoint on {len(images)} test images "
                 f"(max abs difference {difference:.3g}, allowed {tolerance:g}; {differing} predicted classes "
-                "differ), so nothing was written; report it with the torch and onnxruntime versions")
+                "differ), so nothing was written; report it with the torch and onnxruntime versions"
+            )
         os.replace(written, file)
-    check = {"test_images": len(images), "max_abs_difference": difference, "tolerance": tolerance,
-             "same_predicted_classes": True}
+    check = {
+        "test_images": len(images),
+        "max_abs_difference": difference,
+        "tolerance": tolerance,
+        "same_predicted_classes": True,
+    }
     sidecar = file.with_name(file.name + ".json")
     with replaced_atomically(sidecar) as temporary:
         temporary.write_text(json.dumps(expectations(cfg, model, ckpt_path, file, check), indent=2) + "\n")
-    say(f"{cfg.format}: on {len(images)} test images the file gives the checkpoint's outputs within "
+    say(
+        f"{cfg.format}: on {len(images)} test images the file gives the checkpoint's outputs within "
         f"[bold]{difference:.2e}[/bold] (max abs difference, allowed {tolerance:g}) and the same predicted classes "
-        f"→ {escape(str(file))}, what it expects in {escape(sidecar.name)}", soft_wrap=True, highlight=False)
+        f"→ {escape(str(file))}, what it expects in {escape(sidecar.name)}",
+        soft_wrap=True,
+        highlight=False,
+    )
     return {"file": file, "sidecar": sidecar, **check}

@@ -68,8 +68,10 @@ def image_paths(images: str | os.PathLike | Sequence | None) -> tuple[list[Path]
         return [path], {}  # a missing file is reported in its row, like any other unreadable one
     found, skipped = folder_images(path)
     if not found:
-        raise ConvlensError(f"{path} holds no file of an image type Pillow reads (.png, .jpg, .gif, ...); "
-                            "pass images=<a folder of images, a file, or [a.png,b.png]>")
+        raise ConvlensError(
+            f"{path} holds no file of an image type Pillow reads (.png, .jpg, .gif, ...); "
+            "pass images=<a folder of images, a file, or [a.png,b.png]>"
+        )
     return found, skipped
 
 
@@ -98,8 +100,9 @@ def class_names(model: ConvNetClassifier) -> list[str]:
     return list(names) if names else [str(index) for index in range(model.net.fc2.out_features)]
 
 
-def classify(model: ConvNetClassifier, paths: list[Path], conversion: str, preprocess: DictConfig,
-             top_k: int, batch_size: int) -> list[Prediction]:
+def classify(
+    model: ConvNetClassifier, paths: list[Path], conversion: str, preprocess: DictConfig, top_k: int, batch_size: int
+) -> list[Prediction]:
     names = class_names(model)
     image_size = int(model.hparams.net.get("image_size", 28))
     predictions, readable, inputs = [], [], []
@@ -114,9 +117,11 @@ def classify(model: ConvNetClassifier, paths: list[Path], conversion: str, prepr
     k = min(top_k, len(names))
     with torch.no_grad():
         for start in range(0, len(inputs), batch_size):
-            probabilities = model(torch.stack(inputs[start:start + batch_size])).exp()
+            probabilities = model(torch.stack(inputs[start : start + batch_size])).exp()
             best = probabilities.topk(k, dim=1)
-            for prediction, values, indices in zip(readable[start:start + batch_size], best.values, best.indices, strict=True):
+            for prediction, values, indices in zip(
+                readable[start : start + batch_size], best.values, best.indices, strict=True
+            ):
                 prediction.classes = [names[int(i)] for i in indices]
                 prediction.probabilities = [float(v) for v in values]
     return predictions
@@ -129,7 +134,9 @@ def write_csv(predictions: list[Prediction], top_k: int, path: Path) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["image", "class", "probability", *extra, "error"])
         for p in predictions:
-            ranked = [value for pair in zip(p.classes, (f"{q:.6f}" for q in p.probabilities), strict=True) for value in pair]
+            ranked = [
+                value for pair in zip(p.classes, (f"{q:.6f}" for q in p.probabilities), strict=True) for value in pair
+            ]
             writer.writerow([str(p.image), *ranked, *[""] * (2 * top_k - len(ranked)), p.error])
     return path
 
@@ -141,8 +148,9 @@ def show(predictions: list[Prediction], top_k: int) -> None:
             table.add_row(escape(p.image.name), "[red]error", "", f"[red]{escape(p.error)}")
         else:
             ranked = ", ".join(f"{name} {q:.1%}" for name, q in zip(p.classes, p.probabilities, strict=True))
-            table.add_row(escape(p.image.name), f"[bold]{escape(p.classes[0])}", f"{p.probabilities[0]:.1%}",
-                          escape(ranked))
+            table.add_row(
+                escape(p.image.name), f"[bold]{escape(p.classes[0])}", f"{p.probabilities[0]:.1%}", escape(ranked)
+            )
     say(table)
 
 
@@ -158,11 +166,14 @@ def predict(cfg: DictConfig) -> list[Prediction]:
     conversion = conversion_for(model, cfg.convert)
     predictions = classify(model, paths, conversion, cfg.preprocess, int(cfg.top_k), int(cfg.batch_size))
     show(predictions, int(cfg.top_k))
-    csv_path = write_csv(predictions, min(int(cfg.top_k), len(class_names(model))),
-                         Path(cfg.paths.output_dir) / "predictions.csv")
+    csv_path = write_csv(
+        predictions, min(int(cfg.top_k), len(class_names(model))), Path(cfg.paths.output_dir) / "predictions.csv"
+    )
     say(f"{len(predictions)} images ({conversion} conversion); predictions in {escape(str(csv_path))}")
     failed = [p for p in predictions if p.error]
     if failed:
-        raise ConvlensError(f"{len(failed)} of {len(predictions)} images could not be classified "
-                            f"(first: {failed[0].image}); the error column of {csv_path} says why")
+        raise ConvlensError(
+            f"{len(failed)} of {len(predictions)} images could not be classified "
+            f"(first: {failed[0].image}); the error column of {csv_path} says why"
+        )
     return predictions

@@ -111,8 +111,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # The training loop alone (epochs with their validation checks, not setup or the sanity check), as the
     # tutorial's loop times itself; it keeps counting across a resume, since it travels in the checkpoint.
     loop_timer = Timer()
-    callbacks = [*instantiate_group(cfg.get("callbacks")), loop_timer, ProgressLog(), ValCheckIntervalFitsTheEpoch(),
-                 *search_callbacks(cfg)]  # a search job reports to its Optuna trial and stops when pruned
+    callbacks = [
+        *instantiate_group(cfg.get("callbacks")),
+        loop_timer,
+        ProgressLog(),
+        ValCheckIntervalFitsTheEpoch(),
+        *search_callbacks(cfg),
+    ]  # a search job reports to its Optuna trial and stops when pruned
     if str(cfg.trainer.get("strategy")) == "ddp_spawn":
         callbacks.append(EndProcessGroup())
     trainer = build_trainer(cfg, callbacks, instantiate_group(cfg.get("logger")))
@@ -124,8 +129,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # Read before testing, which reloads the best checkpoint's timer; unknown after ddp_spawn (see fit_progress).
     loop_seconds = None if loop_timer.start_time("train") is None else loop_timer.time_elapsed("train")
     # The last epoch's mean training loss and accuracy, beside the best validation accuracy.
-    metrics: dict[str, Any] = {key: scalar(trainer.callback_metrics, key)
-                               for key in ("val/acc_best", "train/loss_epoch", "train/acc")}
+    metrics: dict[str, Any] = {
+        key: scalar(trainer.callback_metrics, key) for key in ("val/acc_best", "train/loss_epoch", "train/acc")
+    }
     if metrics["val/acc_best"] is None and model.val_acc_best.update_called:  # resumed after the last validation
         metrics["val/acc_best"] = round(float(model.val_acc_best.compute()), 6)
     for key, value in model.last_epoch_training.items():  # resumed after the last epoch ended
@@ -143,17 +149,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     epochs, steps = fit_progress(trainer)
     metrics.update(run_outcome(trainer))  # status, pruned_at_step (and a search job's trial_number)
-    metrics.update({
-        "run_name": cfg.get("run_name"),
-        "epochs": epochs,
-        "steps": steps,
-        "fit_seconds": round(fit_seconds, 3),
-        "train_loop_seconds": None if loop_seconds is None else round(loop_seconds, 3),
-        "seconds_per_epoch": (None if epochs is None or loop_seconds is None
-                              else round(loop_seconds / max(epochs, 1), 3)),
-        "wall_seconds": round(time.perf_counter() - started, 3),
-        "torch_threads": torch.get_num_threads(),
-    })
+    metrics.update(
+        {
+            "run_name": cfg.get("run_name"),
+            "epochs": epochs,
+            "steps": steps,
+            "fit_seconds": round(fit_seconds, 3),
+            "train_loop_seconds": None if loop_seconds is None else round(loop_seconds, 3),
+            "seconds_per_epoch": (
+                None if epochs is None or loop_seconds is None else round(loop_seconds / max(epochs, 1), 3)
+            ),
+            "wall_seconds": round(time.perf_counter() - started, 3),
+            "torch_threads": torch.get_num_threads(),
+        }
+    )
     log_hparams_with_metrics(trainer, cfg, model, metrics)
     output_dir = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:  # under trainer=ddp every process runs this function; one writes the results
@@ -180,8 +189,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     metrics.update({"ckpt_path": str(ckpt_path), "wall_seconds": round(time.perf_counter() - started, 3)})
     output_dir = Path(cfg.paths.output_dir)
     write_metrics(output_dir, metrics)
-    say(f"test/acc [bold]{metrics['test/acc']:.4f}[/bold] (error {metrics['test/err']:.2f}%) "
-        f"for {escape(str(ckpt_path))}; metrics in {escape(str(output_dir / 'metrics.json'))}")
+    say(
+        f"test/acc [bold]{metrics['test/acc']:.4f}[/bold] (error {metrics['test/err']:.2f}%) "
+        f"for {escape(str(ckpt_path))}; metrics in {escape(str(output_dir / 'metrics.json'))}"
+    )
     return metrics
 
 

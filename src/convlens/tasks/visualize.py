@@ -28,8 +28,10 @@ def chosen_image(cfg: DictConfig) -> tuple[torch.Tensor, str]:
     datamodule.setup("test")
     test_set = datamodule.test_set
     if not 0 <= int(cfg.index) < len(test_set):
-        raise ConvlensError(f"index={cfg.index} is outside MNIST's test set (0..{len(test_set) - 1}); "
-                            "pass index=100, say, or image=<your digit.png>")
+        raise ConvlensError(
+            f"index={cfg.index} is outside MNIST's test set (0..{len(test_set) - 1}); "
+            "pass index=100, say, or image=<your digit.png>"
+        )
     image, label = test_set[int(cfg.index)]
     return image.cpu(), f"test image {cfg.index} (a {label})"
 
@@ -55,14 +57,18 @@ def visualize(cfg: DictConfig) -> dict[str, Path]:
     style = instantiate(cfg.picture)
     drawn = {  # file name: (title, picture); the kernels do not depend on the image, so their titles skip its name
         "kernels_conv1": (f"conv1 kernels · {prediction}", draw.conv1_kernels(model.net.conv1.weight, style)),
-        "kernels_conv2": (f"conv2 kernels, a row per input channel · {prediction}",
-                          draw.conv2_kernels(model.net.conv2.weight, style)),
+        "kernels_conv2": (
+            f"conv2 kernels, a row per input channel · {prediction}",
+            draw.conv2_kernels(model.net.conv2.weight, style),
+        ),
         "feature_maps_conv1": (f"conv1 feature maps · {name}: {prediction}", draw.feature_maps(conv1_maps, style)),
         "feature_maps_conv2": (f"conv2 feature maps · {name}: {prediction}", draw.feature_maps(conv2_maps, style)),
         "input": (prediction, draw.input_images(image[None], style)),
     }
     out_dir = output_folder(cfg)
-    written = {key: draw.save_png(draw.titled(picture, title, style), out_dir / f"{key}.png")
-               for key, (title, picture) in drawn.items()}
+    written = {
+        key: draw.save_png(draw.titled(picture, title, style), out_dir / f"{key}.png")
+        for key, (title, picture) in drawn.items()
+    }
     say(f"{escape(name)}: {prediction}; pictures in {escape(str(out_dir))}")
     return written
