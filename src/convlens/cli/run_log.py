@@ -65,7 +65,7 @@ def tee_warnings() -> None:
         shown(message, category, filename, lineno, file, line)
         log.warning("%s: %s", category.__name__, message)
 
-    show_and_log.logs_too = True  # type: ignore[attr-defined]
+    show_and_log.logs_too = True  # type: ignore[attr-defined]  # a mark read above, against wrapping twice
     warnings.showwarning = show_and_log
 
 

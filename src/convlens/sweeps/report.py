@@ -592,7 +592,7 @@ def write_plot(report: SweepReport, path: Path) -> None:
 
 def as_number(value: str | None) -> float | None:
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]  # None raises TypeError, caught below
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
