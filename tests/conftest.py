@@ -48,6 +48,21 @@ def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictCon
     return cfg
 
 
+# A 10-step real run with no logger, no progress bar and no test: for tests that need a checkpoint to work on.
+TINY_RUN = [
+    "trainer=cpu",
+    "callbacks.rich_progress_bar=null",
+    "trainer.enable_model_summary=false",
+    "~logger",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=10",
+    "trainer.val_check_interval=10",
+    "trainer.limit_val_batches=1",
+    "test=false",
+    "threads=1",
+]
+
+
 @pytest.fixture
 def train_config(tmp_path: Path, data_dir: Path):
     """Compose ``train.yaml`` for a tiny real CPU run in ``tmp_path``."""

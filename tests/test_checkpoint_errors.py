@@ -9,24 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import RunsCode, compose_config
+from conftest import TINY_RUN, RunsCode, compose_config
 from convlens.errors import ConvlensError
 from convlens.faults.checkpoints import checkpoint_to_resume, load_classifier, newest_last_checkpoint, read_checkpoint
 from convlens.models.classifier import ConvNetClassifier
 from convlens.tasks.train import train
-
-TINY_RUN = [
-    "trainer=cpu",
-    "callbacks.rich_progress_bar=null",
-    "trainer.enable_model_summary=false",
-    "~logger",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=10",
-    "trainer.val_check_interval=10",
-    "trainer.limit_val_batches=1",
-    "test=false",
-    "threads=1",
-]
 
 
 @pytest.fixture(scope="module")

@@ -6,33 +6,21 @@ import sys
 import pytest
 import torch
 
-from conftest import compose_config, run_entry
+from conftest import TINY_RUN, compose_config, run_entry
 from convlens.errors import ConvlensError
 from convlens.export.formats import INPUT, OUTPUT
 from convlens.faults.checkpoints import load_classifier
 from convlens.tasks.export import export
 from convlens.tasks.train import train
 
-TINY_RUN = [
-    "trainer=cpu",
-    "callbacks.rich_progress_bar=null",
-    "trainer.enable_model_summary=false",
-    "~logger",
-    "callbacks.convnet_pictures=null",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=10",
-    "trainer.val_check_interval=10",
-    "trainer.limit_val_batches=1",
-    "test=false",
-    "threads=1",
-]
+EXPORT_RUN = [*TINY_RUN, "callbacks.convnet_pictures=null"]  # nothing to look at: only the export is tested
 
 
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory, data_dir):
     """A log dir whose one training run (10 steps) has checkpoints/last.ckpt, for ckpt_path=last."""
     log_dir = tmp_path_factory.mktemp("logs")
-    train(compose_config("train", [*TINY_RUN, f"paths.data_dir={data_dir}"], log_dir / "train" / "runs" / "tiny"))
+    train(compose_config("train", [*EXPORT_RUN, f"paths.data_dir={data_dir}"], log_dir / "train" / "runs" / "tiny"))
     return log_dir
 
 
