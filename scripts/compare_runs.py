@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from convlens.cli.entry import PROJECT_ROOT, report_errors
+from convlens.startup.run_task import PROJECT_ROOT, report_errors
 from convlens.sweeps.compare import build_comparison
 from convlens.sweeps.report import print_report, write_report
 

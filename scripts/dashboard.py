@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from convlens.cli.entry import PROJECT_ROOT, report_errors
 from convlens.errors import ConvlensError
+from convlens.startup.run_task import PROJECT_ROOT, report_errors
 from convlens.sweeps.sweep_study import newest_search, open_existing_storage, storage_of
 
 HOST = "127.0.0.1"  # loopback only: never on the machine's other addresses

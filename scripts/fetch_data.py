@@ -8,9 +8,9 @@ import sys
 
 from rich.console import Console
 
-from convlens.cli.entry import PROJECT_ROOT, print_error
 from convlens.data.mnist_files import MNIST_MD5, ensure_mnist
 from convlens.errors import ConvlensError
+from convlens.startup.run_task import PROJECT_ROOT, print_error
 
 
 def main() -> int:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from convlens.cli.entry import report_errors
 from convlens.faults.atomic_files import replaced_atomically
+from convlens.startup.run_task import report_errors
 from convlens.sweeps.study_summary import summarise_search
 
 

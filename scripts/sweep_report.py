@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convlens.cli.entry import report_errors
+from convlens.startup.run_task import report_errors
 from convlens.sweeps.report import build_report, print_report, report_name, write_report
 
 

@@ -5,8 +5,8 @@ python src/export.py ckpt_path=<ckpt | last> format=onnx|torch_export
 import hydra
 from omegaconf import DictConfig
 
-import convlens.cli.startup  # noqa: F401  (first: Ctrl-C during the imports below is one line)
-from convlens.cli.entry import CONFIG_DIR, report_errors, run_hydra, set_project_root
+import convlens.startup.early_ctrl_c  # noqa: F401  (first: Ctrl-C during the imports below is one line)
+from convlens.startup.run_task import CONFIG_DIR, report_errors, run_hydra, set_project_root
 from convlens.tasks.export import export
 
 set_project_root()

@@ -13,9 +13,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from convlens.cli.entry import CONFIG_DIR, PROJECT_ROOT, set_project_root
-from convlens.cli.threads import set_threads
 from convlens.data.mnist_files import ensure_mnist
+from convlens.startup.run_task import CONFIG_DIR, PROJECT_ROOT, set_project_root
+from convlens.startup.threads import set_threads
 
 set_project_root()
 

@@ -23,8 +23,8 @@ from PIL import Image
 from browser import chromium, needs_chromium, requested_urls
 from conftest import PROJECT_ROOT, compose_config
 from convlens.data.own_images import load_digit
-from convlens.faults.checkpoints import load_classifier
 from convlens.models.classifier import ConvNetClassifier
+from convlens.models.from_checkpoint import load_classifier
 from convlens.tasks.train import train
 
 pytestmark = pytest.mark.slow

@@ -14,10 +14,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torchvision import datasets
 
 from conftest import compose_config
-from convlens.cli.config_checks import check_train_config
-from convlens.cli.entry import hydra_error_line
 from convlens.data.batch_augment import BatchAugment
 from convlens.errors import ConvlensError
+from convlens.startup.config_checks import check_train_config
+from convlens.startup.run_task import hydra_error_line
 from convlens.tasks.train import train
 from test_config_errors import hydra_error
 

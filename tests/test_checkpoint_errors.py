@@ -11,8 +11,13 @@ import torch
 
 from conftest import TINY_RUN, RunsCode, compose_config
 from convlens.errors import ConvlensError
-from convlens.faults.checkpoints import checkpoint_to_resume, load_classifier, newest_last_checkpoint, read_checkpoint
 from convlens.models.classifier import ConvNetClassifier
+from convlens.models.from_checkpoint import (
+    checkpoint_to_resume,
+    load_classifier,
+    newest_last_checkpoint,
+    read_checkpoint,
+)
 from convlens.tasks.train import train
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import run_entry
-from convlens.cli.entry import PROJECT_ROOT
+from convlens.startup.run_task import PROJECT_ROOT
 from convlens.sweeps.compare import build_comparison
 from convlens.sweeps.report import COMPLETE
 

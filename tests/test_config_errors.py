@@ -9,9 +9,9 @@ from hydra.errors import HydraException
 from hydra.utils import instantiate
 
 from conftest import compose_config, run_entry
-from convlens.cli.config_checks import check_eval_config, check_train_config
-from convlens.cli.entry import CONFIG_DIR, hydra_error_line, report_errors
 from convlens.errors import ConvlensError
+from convlens.startup.config_checks import check_eval_config, check_train_config
+from convlens.startup.run_task import CONFIG_DIR, hydra_error_line, report_errors
 
 BAD_SETTINGS = [
     ("model.optimizer.lr=0", "model.optimizer.lr=0"),

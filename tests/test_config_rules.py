@@ -14,10 +14,10 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from conftest import compose_config, run_entry
-from convlens.cli.config_checks import check_settings, settings
-from convlens.cli.config_rules import RULES
-from convlens.cli.entry import CONFIG_DIR
 from convlens.errors import ConvlensError
+from convlens.startup.config_checks import check_settings, settings
+from convlens.startup.config_rules import RULES
+from convlens.startup.run_task import CONFIG_DIR
 
 CONF = Path(CONFIG_DIR)
 PRIMARY = sorted(path.stem for path in CONF.glob("*.yaml"))  # eval, predict, train, visualize
@@ -75,7 +75,7 @@ def test_every_setting_is_declared_and_refuses_bad_values_in_one_line(name, opti
     check_settings(cfg)  # the config as written passes
     keys = [key for key, _, _ in settings(cfg)]
     undeclared = [key for key in keys if key not in RULES]
-    assert not undeclared, f"declare {undeclared} in src/convlens/cli/config_rules.py RULES"
+    assert not undeclared, f"declare {undeclared} in src/convlens/startup/config_rules.py RULES"
     for key in keys:
         if first_case_of_each_key()[key] != (name, option):
             continue

@@ -5,7 +5,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import compose_config
-from convlens.cli.entry import CONFIG_DIR
+from convlens.startup.run_task import CONFIG_DIR
 
 # Groups only other entry points use are tested there.
 TRAIN_GROUPS = {

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import compose_config, run_entry
-from convlens.cli.entry import PROJECT_ROOT
+from convlens.startup.run_task import PROJECT_ROOT
 from index_recording import read_batches
 
 TESTS_DIR = Path(__file__).resolve().parent

@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 from torchvision import datasets
 
 import entry_process
-from convlens.cli.entry import PROJECT_ROOT
+from convlens.startup.run_task import PROJECT_ROOT
 from digit_folders import write_digit_folder
 
 README = PROJECT_ROOT / "README.md"

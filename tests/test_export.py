@@ -9,7 +9,7 @@ import torch
 from conftest import TINY_RUN, compose_config, run_entry
 from convlens.errors import ConvlensError
 from convlens.export.formats import INPUT, OUTPUT
-from convlens.faults.checkpoints import load_classifier
+from convlens.models.from_checkpoint import load_classifier
 from convlens.tasks.export import export
 from convlens.tasks.train import train
 

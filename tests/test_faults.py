@@ -15,11 +15,11 @@ import torch
 from pytorch_lightning import Callback
 
 from conftest import compose_config, run_entry
-from convlens.cli.entry import PROJECT_ROOT
 from convlens.data.mnist_files import MnistUnavailableError, ensure_mnist, raw_dir
 from convlens.faults.atomic_checkpoint_io import AtomicCheckpointIO
 from convlens.faults.finite_loss import TrainingDiverged
 from convlens.faults.random_state import RandomStateInCheckpoint
+from convlens.startup.run_task import PROJECT_ROOT
 from convlens.tasks.train import train
 
 SOURCES = sorted((PROJECT_ROOT / "src").rglob("*.py"))

@@ -7,9 +7,9 @@ from hydra.utils import instantiate
 from torch.utils.data import SubsetRandomSampler
 
 from conftest import compose_config
-from convlens.cli.entry import report_errors
 from convlens.data.imagefolder_datamodule import ImageFolderDataModule, image_classes
 from convlens.errors import ConvlensError
+from convlens.startup.run_task import report_errors
 from convlens.tasks.train import train
 from digit_folders import write_digit_folder
 

@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 from torchvision import datasets
 
-from convlens.cli.entry import PROJECT_ROOT
 from convlens.data.own_images import load_digit
 from convlens.errors import ConvlensError
+from convlens.startup.run_task import PROJECT_ROOT
 
 PREPROCESS = dict(OmegaConf.load(PROJECT_ROOT / "conf" / "preprocess" / "mnist.yaml"))
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from convlens.cli.entry import PROJECT_ROOT
+from convlens.startup.run_task import PROJECT_ROOT
 from signal_from_inside import signal_at
 
 pytestmark = pytest.mark.slow

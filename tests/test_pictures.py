@@ -9,10 +9,10 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import compose_config
-from convlens.cli.entry import CONFIG_DIR
 from convlens.errors import ConvlensError
 from convlens.pictures import draw
 from convlens.pictures.draw import PictureStyle
+from convlens.startup.run_task import CONFIG_DIR
 
 STYLE = PictureStyle(tile_px=80, separator_px=2, colormap="viridis", title_px=24)
 WHITE = torch.ones(3)

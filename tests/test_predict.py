@@ -8,10 +8,10 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import compose_config, run_entry
-from convlens.cli.entry import PROJECT_ROOT
 from convlens.data.own_images import load_digit
 from convlens.errors import ConvlensError
 from convlens.models.classifier import ConvNetClassifier
+from convlens.startup.run_task import PROJECT_ROOT
 from convlens.tasks.predict import classify, conversion_for, image_paths, predict
 from convlens.tasks.train import train
 from digit_folders import write_digit_folder

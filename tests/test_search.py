@@ -20,8 +20,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from conftest import compose_config, run_entry
-from convlens.cli.entry import PROJECT_ROOT
 from convlens.errors import ConvlensError
+from convlens.startup.run_task import PROJECT_ROOT
 from convlens.sweeps.search import SearchSettings, sampler_for
 from convlens.sweeps.search_space import grid_choices, search_space
 from convlens.sweeps.study_storage import open_study

@@ -11,8 +11,8 @@ import torch
 from pytorch_lightning import seed_everything
 
 from conftest import compose_config
-from convlens.cli.entry import PROJECT_ROOT
 from convlens.data.mnist_datamodule import MNISTDataModule
+from convlens.startup.run_task import PROJECT_ROOT
 from convlens.tasks.train import train
 
 pytestmark = pytest.mark.slow

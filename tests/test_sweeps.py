@@ -19,8 +19,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from conftest import compose_config, run_entry
-from convlens.cli.entry import PROJECT_ROOT
 from convlens.errors import ConvlensError
+from convlens.startup.run_task import PROJECT_ROOT
 from convlens.sweeps.multirun import check_strategy_for_multirun
 from convlens.sweeps.report import build_report
 from convlens.tasks.train import build_trainer
@@ -298,7 +298,7 @@ def test_threads_are_set_again_after_lightnings_ddp_launcher_changed_them():
     script = """
 import json, os, torch
 from lightning_fabric.utilities.distributed import _set_num_threads_if_needed
-from convlens.cli.threads import START_THREADS, set_threads
+from convlens.startup.threads import START_THREADS, set_threads
 _set_num_threads_if_needed(num_processes=64)  # what DDP's launcher does to the process that starts it
 leaked = [torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")]
 print(json.dumps({"start": START_THREADS, "leaked": leaked, "restored": set_threads(None),

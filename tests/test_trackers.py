@@ -5,7 +5,7 @@ import sys
 import pytest
 from pytorch_lightning.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger
 
-from convlens.cli.entry import convlens_error_in
+from convlens.startup.run_task import convlens_error_in
 from convlens.tasks.train import instantiate_group, train
 from wandb_records import run_summary
 

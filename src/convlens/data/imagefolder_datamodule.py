@@ -20,7 +20,7 @@ from torchvision import transforms
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import find_classes
 
-from convlens.data.sharding import Share
+from convlens.data.sharding import ProcessShard
 from convlens.data.step_batches import StepBatches
 from convlens.errors import ConvlensError
 
@@ -171,10 +171,10 @@ class ImageFolderDataModule(LightningDataModule):
 
     def train_steps_per_epoch(self, limit: int | float | None = None) -> int:
         """Optimizer steps in one epoch of this process, cut by ``limit`` (``trainer.limit_train_batches``)."""
-        return Share.of(self.trainer).train_steps_per_epoch(len(self._train()), self.hparams.batch_size, limit)
+        return ProcessShard.of(self.trainer).train_steps_per_epoch(len(self._train()), self.hparams.batch_size, limit)
 
     def train_dataloader(self) -> DataLoader:
-        share, train_set = Share.of(self.trainer), self._train()
+        share, train_set = ProcessShard.of(self.trainer), self._train()
         return self._loader(
             train_set,
             share.device_batch_size(self.hparams.batch_size),
@@ -186,12 +186,14 @@ class ImageFolderDataModule(LightningDataModule):
         val_set = self.val_set
         assert val_set is not None  # setup() has run: Lightning calls it before asking for loaders
         return self._loader(
-            val_set, self.hparams.eval_batch_size, sampler=Share.of(self.trainer).eval_sampler(self.val_indices)
+            val_set, self.hparams.eval_batch_size, sampler=ProcessShard.of(self.trainer).eval_sampler(self.val_indices)
         )
 
     def test_dataloader(self) -> DataLoader:
         test_set = self.test_set
         assert test_set is not None  # setup() has run: Lightning calls it before asking for loaders
         return self._loader(
-            test_set, self.hparams.eval_batch_size, sampler=Share.of(self.trainer).eval_sampler(self.test_indices)
+            test_set,
+            self.hparams.eval_batch_size,
+            sampler=ProcessShard.of(self.trainer).eval_sampler(self.test_indices),
         )

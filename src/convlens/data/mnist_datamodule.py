@@ -14,7 +14,7 @@ from torchvision import datasets, transforms
 
 from convlens.data.mnist_files import ensure_mnist
 from convlens.data.resumable_sampling import ResumableLoader
-from convlens.data.sharding import Share
+from convlens.data.sharding import ProcessShard
 from convlens.data.step_batches import StepBatches
 from convlens.data.tensor_images import TensorImages, keep_batch
 from convlens.errors import ConvlensError
@@ -105,10 +105,10 @@ class MNISTDataModule(LightningDataModule):
 
     def train_steps_per_epoch(self, limit: int | float | None = None) -> int:
         """Optimizer steps in one epoch of this process, cut by ``limit`` (``trainer.limit_train_batches``)."""
-        return Share.of(self.trainer).train_steps_per_epoch(len(self._train()), self.hparams.batch_size, limit)
+        return ProcessShard.of(self.trainer).train_steps_per_epoch(len(self._train()), self.hparams.batch_size, limit)
 
     def train_dataloader(self) -> DataLoader:
-        share, train_set = Share.of(self.trainer), self._train()
+        share, train_set = ProcessShard.of(self.trainer), self._train()
         # Resumable mid-epoch from a checkpoint, in the same order (exactly so in a single process).
         return self._loader(
             train_set,
@@ -120,10 +120,14 @@ class MNISTDataModule(LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(
-            self._test(), self.hparams.eval_batch_size, sampler=Share.of(self.trainer).eval_sampler(self.val_indices)
+            self._test(),
+            self.hparams.eval_batch_size,
+            sampler=ProcessShard.of(self.trainer).eval_sampler(self.val_indices),
         )
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(
-            self._test(), self.hparams.eval_batch_size, sampler=Share.of(self.trainer).eval_sampler(self.test_indices)
+            self._test(),
+            self.hparams.eval_batch_size,
+            sampler=ProcessShard.of(self.trainer).eval_sampler(self.test_indices),
         )

@@ -23,14 +23,14 @@ from convlens.errors import ConvlensError
 
 
 @dataclass(frozen=True)
-class Share:
+class ProcessShard:
     """This process's place among the processes that train together."""
 
     rank: int = 0
     world_size: int = 1
 
     @classmethod
-    def of(cls, trainer: Trainer | None) -> Share:
+    def of(cls, trainer: Trainer | None) -> ProcessShard:
         """The trainer's global rank and world size; a DataModule used without a trainer is alone."""
         return cls(trainer.global_rank, trainer.world_size) if trainer is not None else cls()
 

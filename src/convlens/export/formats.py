@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from convlens.cli.extras import import_extra
 from convlens.errors import ConvlensError
+from convlens.startup.extras import import_extra
 
 INPUT, OUTPUT = "image", "log_probabilities"  # the names the exported files give their input and output
 

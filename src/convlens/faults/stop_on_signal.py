@@ -12,9 +12,9 @@ from typing import Any
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from convlens.cli.entry import shell_override
-from convlens.cli.run_log import log
 from convlens.lightning_internals import set_stop_flag
+from convlens.startup.run_log import log
+from convlens.startup.run_task import shell_override
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

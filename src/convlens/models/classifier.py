@@ -31,7 +31,7 @@ from convlens.models.resume_position import Stepping, continue_in_new_calls, rec
 from convlens.models.schedules import changes_lr_every_step, check_schedule, lightning_schedulers
 
 
-def plain(config: Mapping | None) -> dict | None:
+def as_plain_dict(config: Mapping | None) -> dict | None:
     """A Hydra/OmegaConf node as a plain dict, safe to pickle into a checkpoint."""
     if config is None:
         return None
@@ -64,14 +64,14 @@ class ConvNetClassifier(LightningModule):
             )
         self.save_hyperparameters(
             {
-                "net": plain(net),
-                "optimizer": plain(optimizer),
-                "scheduler": plain(scheduler),
+                "net": as_plain_dict(net),
+                "optimizer": as_plain_dict(optimizer),
+                "scheduler": as_plain_dict(scheduler),
                 "class_names": None if class_names is None else [str(c) for c in class_names],
                 "steps_per_call": steps_per_call,
                 "cuda_graphs": bool(cuda_graphs),
                 "label_smoothing": float(label_smoothing),
-                "augment": plain(augment),
+                "augment": as_plain_dict(augment),
             }
         )
         if cuda_graphs and steps_per_call == 1:

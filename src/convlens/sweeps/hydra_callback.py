@@ -10,9 +10,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.markup import escape
 
-from convlens.cli.entry import print_error, task_begins
-from convlens.cli.run_log import say
 from convlens.errors import ConvlensError
+from convlens.startup.run_log import print_and_log
+from convlens.startup.run_task import print_error, task_begins
 from convlens.sweeps import interrupted
 from convlens.sweeps.multirun import SEARCH_SWEEPER
 from convlens.sweeps.sweep_dir_claim import claim_sweep_dir
@@ -53,7 +53,7 @@ class SweepReport(Callback):
             return
         names = "; ".join(f"job {job.name} ({' '.join(job.overrides) or 'no overrides'})" for job in report.failed)
         if searched_enough(config, report):  # a search asks for another trial in place of each failed one
-            say(
+            print_and_log(
                 f"[yellow]{len(report.failed)} failed trials were replaced: {escape(names)}; see "
                 f"{escape(str(report.sweep_dir))}/report.md"
             )

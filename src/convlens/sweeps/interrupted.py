@@ -16,9 +16,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 from rich.markup import escape
 
-from convlens.cli.entry import print_error
-from convlens.cli.run_log import error_console
 from convlens.errors import ConvlensError
+from convlens.startup.run_log import error_console
+from convlens.startup.run_task import print_error
 from convlens.sweeps.sweep_study import is_grid
 
 INTERRUPT_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # StopOnSignal's exit codes

@@ -8,9 +8,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from pytorch_lightning import Trainer
 
-from convlens.cli.entry import print_error
 from convlens.errors import ConvlensError
 from convlens.lightning_internals import relaunches_the_script
+from convlens.startup.run_task import print_error
 
 ERROR_FILE = "error.txt"  # a failed job's one-line reason, in its own dir; the sweep report shows it
 SEARCH_SWEEPER = "hydra_plugins.convlens_optuna_sweeper.optuna_sweeper.ConvlensOptunaSweeper"  # an Optuna search
@@ -21,7 +21,7 @@ def in_multirun() -> bool:
 
 
 def fail_this_job(error: ConvlensError, raised: BaseException) -> None:
-    """A multirun job's ConvlensError (from ``cli.entry.report_errors``) fails only this job.
+    """A multirun job's ConvlensError (from ``startup.run_task.report_errors``) fails only this job.
 
     Exiting would end the whole sweep; instead the job prints its overrides and the reason, writes them to
     ``error.txt`` in its dir (an Optuna trial is then recorded as failed), and the sweep goes on.

@@ -13,8 +13,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from convlens.cli.entry import shell_override
 from convlens.errors import ConvlensError
+from convlens.startup.run_task import shell_override
 
 LOCK = ".sweep.lock"
 KIND = ".sweep.kind"

@@ -28,14 +28,14 @@ from omegaconf import DictConfig
 from PIL import Image
 from rich.markup import escape
 
-from convlens.cli.config_checks import check_settings
-from convlens.cli.entry import print_error
-from convlens.cli.run_log import say
 from convlens.data.own_images import load_digit, mnist_style, opened_within
 from convlens.errors import ConvlensError
-from convlens.faults.checkpoints import load_classifier, resolve_checkpoint
 from convlens.models.classifier import ConvNetClassifier
+from convlens.models.from_checkpoint import load_classifier, resolve_checkpoint
 from convlens.pictures import draw
+from convlens.startup.config_checks import check_settings
+from convlens.startup.run_log import print_and_log
+from convlens.startup.run_task import print_error
 from convlens.tasks.predict import class_names
 from convlens.tasks.train import prepare_process, training_runs
 
@@ -394,7 +394,9 @@ def serve(cfg: DictConfig) -> None:
     for ckpt_path in (cfg.ckpt_path, cfg.compare_ckpt_path):
         if ckpt_path:
             try:
-                say(escape(f"checkpoint {checkpoint_line(str(ckpt_path), look.lens(str(ckpt_path)))}"), soft_wrap=True)
+                print_and_log(
+                    escape(f"checkpoint {checkpoint_line(str(ckpt_path), look.lens(str(ckpt_path)))}"), soft_wrap=True
+                )
             except ConvlensError as error:
                 print_error(f"{error} (the page shows this too; type another checkpoint there)")
     try:

@@ -16,13 +16,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.markup import escape
 
-from convlens.cli.config_checks import check_settings
-from convlens.cli.run_log import log_config, say
 from convlens.errors import ConvlensError
 from convlens.export.formats import INPUT, OUTPUT, chosen_format
 from convlens.faults.atomic_files import replaced_atomically
-from convlens.faults.checkpoints import load_classifier, resolve_checkpoint
 from convlens.models.classifier import ConvNetClassifier
+from convlens.models.from_checkpoint import load_classifier, resolve_checkpoint
+from convlens.startup.config_checks import check_settings
+from convlens.startup.run_log import log_config, print_and_log
 from convlens.tasks.predict import class_names, conversion_for
 from convlens.tasks.train import training_runs
 from convlens.tasks.visualize import output_folder
@@ -129,7 +129,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     sidecar = file.with_name(file.name + ".json")
     with replaced_atomically(sidecar) as temporary:
         temporary.write_text(json.dumps(expectations(cfg, model, ckpt_path, file, check), indent=2) + "\n")
-    say(
+    print_and_log(
         f"{cfg.format}: on {len(images)} test images the file gives the checkpoint's outputs within "
         f"[bold]{difference:.2e}[/bold] (max abs difference, allowed {tolerance:g}) and the same predicted classes "
         f"→ {escape(str(file))}, what it expects in {escape(sidecar.name)}",

@@ -19,13 +19,13 @@ from PIL import Image
 from rich.markup import escape
 from rich.table import Table
 
-from convlens.cli.config_checks import check_settings
-from convlens.cli.run_log import log_config, say
 from convlens.data.imagefolder_datamodule import folder_transform
 from convlens.data.own_images import load_digit, open_checked
 from convlens.errors import ConvlensError
-from convlens.faults.checkpoints import load_classifier, resolve_checkpoint
 from convlens.models.classifier import ConvNetClassifier
+from convlens.models.from_checkpoint import load_classifier, resolve_checkpoint
+from convlens.startup.config_checks import check_settings
+from convlens.startup.run_log import log_config, print_and_log
 from convlens.tasks.train import prepare_process, training_runs
 
 CONVERSIONS = ("auto", "digit", "resize")
@@ -151,7 +151,7 @@ def show(predictions: list[Prediction], top_k: int) -> None:
             table.add_row(
                 escape(p.image.name), f"[bold]{escape(p.classes[0])}", f"{p.probabilities[0]:.1%}", escape(ranked)
             )
-    say(table)
+    print_and_log(table)
 
 
 def predict(cfg: DictConfig) -> list[Prediction]:
@@ -160,7 +160,7 @@ def predict(cfg: DictConfig) -> list[Prediction]:
     check_settings(cfg)
     paths, skipped = image_paths(cfg.images)
     for entry, why in skipped.items():
-        say(f"skipped {escape(str(entry))}: {escape(why)}", highlight=False, soft_wrap=True)
+        print_and_log(f"skipped {escape(str(entry))}: {escape(why)}", highlight=False, soft_wrap=True)
     prepare_process(cfg)
     model = load_classifier(resolve_checkpoint(cfg.ckpt_path, training_runs(cfg))).eval()
     conversion = conversion_for(model, cfg.convert)
@@ -169,7 +169,7 @@ def predict(cfg: DictConfig) -> list[Prediction]:
     csv_path = write_csv(
         predictions, min(int(cfg.top_k), len(class_names(model))), Path(cfg.paths.output_dir) / "predictions.csv"
     )
-    say(f"{len(predictions)} images ({conversion} conversion); predictions in {escape(str(csv_path))}")
+    print_and_log(f"{len(predictions)} images ({conversion} conversion); predictions in {escape(str(csv_path))}")
     failed = [p for p in predictions if p.error]
     if failed:
         raise ConvlensError(

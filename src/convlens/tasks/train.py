@@ -18,14 +18,14 @@ from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from rich.markup import escape
 
-from convlens.cli.config_checks import check_eval_config, check_train_config
-from convlens.cli.interval_check import ValCheckIntervalFitsTheEpoch
-from convlens.cli.progress_log import ProgressLog
-from convlens.cli.run_log import log_config, say
-from convlens.cli.threads import set_threads
-from convlens.faults.checkpoints import checkpoint_to_resume, load_classifier, resolve_checkpoint
+from convlens.data.interval_check import ValCheckIntervalFitsTheEpoch
 from convlens.faults.spawned_processes import EndProcessGroup
 from convlens.lightning_internals import check_lightning_internals
+from convlens.models.from_checkpoint import checkpoint_to_resume, load_classifier, resolve_checkpoint
+from convlens.progress.progress_log import ProgressLog
+from convlens.startup.config_checks import check_eval_config, check_train_config
+from convlens.startup.run_log import log_config, print_and_log
+from convlens.startup.threads import set_threads
 from convlens.sweeps.hparams_summary import log_hparams_with_metrics
 from convlens.sweeps.multirun import check_strategy_for_multirun
 from convlens.sweeps.trial_pruning import run_outcome, search_callbacks
@@ -107,7 +107,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     resume_from = None
     if cfg.get("ckpt_path") is not None:
         resume_from = checkpoint_to_resume(cfg.ckpt_path, training_runs(cfg), model)
-        say(f"resuming from {escape(str(resume_from))}")
+        print_and_log(f"resuming from {escape(str(resume_from))}")
     # The training loop alone (epochs with their validation checks, not setup or the sanity check), as the
     # tutorial's loop times itself; it keeps counting across a resume, since it travels in the checkpoint.
     loop_timer = Timer()
@@ -142,7 +142,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         checkpoint = trainer.checkpoint_callback
         best = checkpoint.best_model_path if checkpoint is not None else ""
         if not best:
-            say("[yellow]no best checkpoint was saved; testing the weights as they are")
+            print_and_log("[yellow]no best checkpoint was saved; testing the weights as they are")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
         metrics.update({key: scalar(trainer.callback_metrics, key) for key in ("test/acc", "test/err")})
         metrics["best_ckpt"] = best or None
@@ -169,7 +169,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         write_metrics(output_dir, metrics)
         print_summary(metrics, output_dir, any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers))
         for line in summary_lines(trainer, output_dir):
-            say(escape(line), soft_wrap=True, highlight=False)
+            print_and_log(escape(line), soft_wrap=True, highlight=False)
         log_run_end(trainer, cfg, model, metrics)  # MLflow and W&B: settings, final metrics, the best checkpoint
     return metrics
 
@@ -189,7 +189,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     metrics.update({"ckpt_path": str(ckpt_path), "wall_seconds": round(time.perf_counter() - started, 3)})
     output_dir = Path(cfg.paths.output_dir)
     write_metrics(output_dir, metrics)
-    say(
+    print_and_log(
         f"test/acc [bold]{metrics['test/acc']:.4f}[/bold] (error {metrics['test/err']:.2f}%) "
         f"for {escape(str(ckpt_path))}; metrics in {escape(str(output_dir / 'metrics.json'))}"
     )
@@ -212,6 +212,6 @@ def print_summary(metrics: dict[str, Any], output_dir: Path, tensorboard: bool) 
     if metrics["steps"] is not None:
         parts.append(f"{metrics['epochs']} epochs, {metrics['steps']} steps")
     parts.append(f"{metrics['wall_seconds']:.0f} s")
-    say(" · ".join(parts) + f" → {escape(str(output_dir))}")
+    print_and_log(" · ".join(parts) + f" → {escape(str(output_dir))}")
     if tensorboard:
-        say(f"TensorBoard: {escape(tensorboard_command(output_dir))}", soft_wrap=True, highlight=False)
+        print_and_log(f"TensorBoard: {escape(tensorboard_command(output_dir))}", soft_wrap=True, highlight=False)

@@ -9,12 +9,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.markup import escape
 
-from convlens.cli.config_checks import check_settings
-from convlens.cli.run_log import log_config, say
 from convlens.data.own_images import load_digit
 from convlens.errors import ConvlensError
-from convlens.faults.checkpoints import load_classifier, resolve_checkpoint
+from convlens.models.from_checkpoint import load_classifier, resolve_checkpoint
 from convlens.pictures import draw
+from convlens.startup.config_checks import check_settings
+from convlens.startup.run_log import log_config, print_and_log
 from convlens.tasks.train import prepare_process, training_runs
 
 
@@ -70,5 +70,5 @@ def visualize(cfg: DictConfig) -> dict[str, Path]:
         key: draw.save_png(draw.titled(picture, title, style), out_dir / f"{key}.png")
         for key, (title, picture) in drawn.items()
     }
-    say(f"{escape(name)}: {prediction}; pictures in {escape(str(out_dir))}")
+    print_and_log(f"{escape(name)}: {prediction}; pictures in {escape(str(out_dir))}")
     return written

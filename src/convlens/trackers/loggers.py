@@ -11,7 +11,7 @@ from typing import Any
 
 from pytorch_lightning.loggers import MLFlowLogger, WandbLogger
 
-from convlens.cli.extras import import_extra
+from convlens.startup.extras import import_extra
 
 SQLITE = "sqlite:///"
 

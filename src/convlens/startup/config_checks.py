@@ -8,10 +8,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from convlens.cli.config_rules import RULES
 from convlens.data.epoch_length import train_steps_per_epoch
 from convlens.data.mnist_datamodule import MNIST_TRAIN_SIZE
 from convlens.errors import ConvlensError
+from convlens.startup.config_rules import RULES
 
 GPU_ACCELERATORS = {"gpu", "cuda"}
 
@@ -64,7 +64,7 @@ def settings(node: DictConfig, prefix: str = "") -> Iterator[tuple[str, Any, str
 
 
 def check_settings(cfg: DictConfig) -> None:
-    """Every key declared in ``convlens.cli.config_rules`` holds a value of its type and range.
+    """Every key declared in ``convlens.startup.config_rules`` holds a value of its type and range.
 
     Values set directly are checked before interpolated ones, so that the key a user typed is the one named.
     Keys added with ``+key=value`` have no declaration and are left to whatever reads them.

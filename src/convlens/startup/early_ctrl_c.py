@@ -2,7 +2,7 @@
 
 Python would print a KeyboardInterrupt traceback from deep inside some import, and an import that catches too
 much can even swallow it and start the run anyway. Until the task begins, Ctrl-C therefore ends the process at
-once, with the shell's 130: nothing has been written yet. From then on (``cli.entry.task_begins``) Ctrl-C is
+once, with the shell's 130: nothing has been written yet. From then on (``startup.run_task.task_begins``) Ctrl-C is
 a KeyboardInterrupt again, printed as one line, and once training runs StopOnSignal handles it itself.
 """
 

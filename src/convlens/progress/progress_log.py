@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pytorch_lightning import Callback, LightningModule, Trainer
 
-from convlens.cli.run_log import log
+from convlens.startup.run_log import log
 
 
 class ProgressLog(Callback):

@@ -1,6 +1,6 @@
 """The run's log file (``<run dir>/<task>.log``) holds what the run printed, as plain text.
 
-The terminal gets rich output; conf/hydra/default.yaml points Python logging at the log file alone. ``say``
+The terminal gets rich output; conf/hydra/default.yaml points Python logging at the log file alone. ``print_and_log``
 prints to the terminal and logs the same words; ``join_run_log`` adds Lightning's logger and Python warnings
 to the file, and ``log_failure`` adds a failed run's traceback, which the terminal does not show.
 """
@@ -24,7 +24,7 @@ LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning_fabric", "lightning.pytorch
 LOG_WIDTH = 120  # columns tables are laid out in, in the log file
 
 
-def plain(renderable: RenderableType) -> str:
+def markup_as_text(renderable: RenderableType) -> str:
     """What the terminal shows, without colour or markup."""
     if isinstance(renderable, str):
         return Text.from_markup(renderable).plain
@@ -33,10 +33,12 @@ def plain(renderable: RenderableType) -> str:
     return text.getvalue().rstrip("\n")
 
 
-def say(renderable: RenderableType, *, stderr: bool = False, level: int = logging.INFO, **options: Any) -> None:
+def print_and_log(
+    renderable: RenderableType, *, stderr: bool = False, level: int = logging.INFO, **options: Any
+) -> None:
     """Print ``renderable`` (rich markup: escape user text with ``rich.markup.escape``) and log it as plain text."""
     (error_console if stderr else console).print(renderable, **options)
-    log.log(level, plain(renderable))
+    log.log(level, markup_as_text(renderable))
 
 
 def log_failure(line: str, raised: BaseException) -> None:

@@ -1,6 +1,6 @@
 """What every setting in ``conf/`` accepts: its type and range, one line per key.
 
-``convlens.cli.config_checks`` reads this table before anything runs, so a wrong value is one sentence naming
+``convlens.startup.config_checks`` reads this table before anything runs, so a wrong value is one sentence naming
 the key; tests/test_config_rules.py composes every config in ``conf/`` and fails for a key missing here.
 A new key in ``conf/`` therefore needs one line below, e.g. ``"data.batch_size": integer(1, example=64),``.
 """

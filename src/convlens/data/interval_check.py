@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pytorch_lightning import Callback, LightningModule, Trainer
 
-from convlens.cli.config_checks import check_interval_fits
+from convlens.startup.config_checks import check_interval_fits
 
 
 class ValCheckIntervalFitsTheEpoch(Callback):

@@ -17,12 +17,12 @@ from hydra.errors import ConfigCompositionException, HydraException, MissingConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationKeyError, InterpolationResolutionError
 from rich.markup import escape
 
-from convlens.cli.library_notices import quiet_library_notices
-from convlens.cli.resolvers import register_resolvers
-from convlens.cli.run_log import error_console, join_run_log, log_failure
 from convlens.errors import ConvlensError
+from convlens.startup.library_notices import quiet_library_notices
+from convlens.startup.resolvers import register_resolvers
+from convlens.startup.run_log import error_console, join_run_log, log_failure
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]  # src/convlens/cli/entry.py -> the checkout
+PROJECT_ROOT = Path(__file__).resolve().parents[3]  # src/convlens/startup/run_task.py -> the checkout
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
 
 # The user's HYDRA_FULL_ERROR, kept aside while Hydra composes the config (see ``run_hydra``).
@@ -64,7 +64,7 @@ def convlens_error_in(error: BaseException | None) -> ConvlensError | None:
 
 
 def task_begins() -> None:
-    """From here Ctrl-C is a KeyboardInterrupt again (printed as one line); while starting, cli/startup.py's
+    """From here Ctrl-C is a KeyboardInterrupt again (printed as one line); while starting, startup/early_ctrl_c.py's
     handler ended the process at once."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
