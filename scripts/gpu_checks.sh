@@ -3,7 +3,7 @@
 # with ../shared/device/pack.sh:
 #   source .device-pack/unpack.sh && bash scripts/gpu_checks.sh
 #   bash scripts/gpu_checks.sh --dry-run     # here, on a CPU: every step with tiny settings; no figure means anything
-# 1. tests/test_chunked_steps.py, its GPU tests included (graph captures and replays counted, no host sync in a step)
+# 1. tests/chunked/test_chunked_steps.py, its GPU tests included (graph captures and replays counted, no host sync in a step)
 # 2. scripts/benchmark.py --device cuda --graphs: A, B, B with model.cuda_graphs=true (C), and the floor eager (F)
 #    and graphed (G), alternating in one run; then one 20-epoch run with graphs, for the whole-process goal
 # 3. eight trials at once on the one card (hydra/launcher=joblib hydra.launcher.n_jobs=8 trainer=gpu, 3 epochs
@@ -26,11 +26,11 @@ if $dry; then
   limits=(trainer.limit_train_batches=4 trainer.limit_val_batches=1 trainer.limit_test_batches=1
           trainer.val_check_interval=2)
   bench_limits=(--limit-train-batches 4 --limit-val-batches 1 --limit-test-batches 1 --val-check-interval 2)
-  tests=(tests/test_chunked_steps.py -k "cuda_graphs or gpu or graph")
+  tests=(tests/chunked/test_chunked_steps.py -k "cuda_graphs or gpu or graph")
 else
   py=${PYTHON:-python3}
   device=cuda trainer=trainer=gpu epochs=${EPOCHS:-3} runs=${RUNS:-2} full_epochs=20 trials=8
-  limits=() bench_limits=() tests=(tests/test_chunked_steps.py)
+  limits=() bench_limits=() tests=(tests/chunked/test_chunked_steps.py)
 fi
 
 say() { echo "$*" | tee -a "$summary"; }

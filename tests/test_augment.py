@@ -202,9 +202,7 @@ def runs(tmp_path_factory, data_dir):
     return {
         "affine": run(tmp_path_factory, "affine", data_dir, "augment=affine", *keep),
         "affine_again": run(tmp_path_factory, "affine_again", data_dir, "augment=affine"),
-        "affine_one_step_per_call": run(
-            tmp_path_factory, "affine_1", data_dir, "augment=affine", "model.steps_per_call=1"
-        ),
+        "affine_one_step_per_call": run(tmp_path_factory, "affine_1", data_dir, "augment=affine", "stepping=lightning"),
         "resumed": run(tmp_path_factory, "resumed", data_dir, "augment=affine", f"ckpt_path={mid_epoch}"),
         "none": run(tmp_path_factory, "none", data_dir, "augment=none"),
         "absent": run(tmp_path_factory, "absent", data_dir, "~augment"),

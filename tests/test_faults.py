@@ -95,7 +95,7 @@ def test_a_diverging_run_ends_in_one_line_naming_the_first_bad_step(tmp_path, da
             train_config(
                 "debug=limit",
                 "model.optimizer.lr=1e9",
-                "model.steps_per_call=1",
+                "stepping=lightning",
                 "~logger",
                 f"+callbacks.reference._target_={__name__}.FirstNonFiniteLoss",
             )

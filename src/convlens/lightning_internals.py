@@ -1,6 +1,7 @@
 """Lightning's private names that convlens relies on, each reached through one function here.
 
-Lightning keeps these internal, so an upgrade may rename them; reaching them from one place keeps that risk
+Lightning keeps these internal, so an upgrade may rename them; those only several steps per call need are in
+``chunked/lightning_internals.py``, checked the same way. reaching them from one place keeps that risk
 in sight (``docs/testing.md`` lists why each is needed), and ``check_lightning_internals`` finds a missing one
 when the trainer is built, in one line, before anything runs. ``pyproject.toml`` bounds pytorch-lightning
 below the next minor version, not yet tested.
@@ -13,10 +14,8 @@ from functools import reduce
 from typing import Any
 
 import pytorch_lightning
-import torch
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
-from pytorch_lightning.core.optimizer import LightningOptimizer
 
 from convlens.errors import ConvlensError
 
@@ -28,15 +27,12 @@ SUBPROCESS_LAUNCHER = "pytorch_lightning.strategies.launchers.subprocess_script.
 def check_lightning_internals(trainer: Trainer) -> None:
     """Every private name below exists in the installed Lightning; else one line naming it and the version."""
     epoch_loop = trainer.fit_loop.epoch_loop
-    optimizer = LightningOptimizer(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1))
     places: list[tuple[str, Any, str]] = [
         ("trainer", trainer, "_signal_connector.received_sigterm"),
         ("trainer.fit_loop", trainer.fit_loop, "_data_fetcher"),
         ("trainer.fit_loop.epoch_loop", epoch_loop, LOGGING_STEP),
         ("trainer.fit_loop.epoch_loop", epoch_loop, "_skip_next_val"),
         ("trainer.fit_loop.epoch_loop", epoch_loop, "_should_check_val_fx"),
-        ("LightningOptimizer", optimizer, "_on_before_step"),
-        ("LightningOptimizer", optimizer, "_on_after_step"),
         ("ModelCheckpoint", ModelCheckpoint(), "_every_n_train_steps"),
         *(
             ("ModelCheckpoint", ModelCheckpoint, name)
@@ -49,12 +45,22 @@ def check_lightning_internals(trainer: Trainer) -> None:
         ),
         ("RichProgressBar", RichProgressBar, "_update"),
     ]
-    missing = [f"{owner}.{name}" for owner, value, name in places if not _has(value, name)]
+    missing = missing_names(places)
     module, _, launcher = SUBPROCESS_LAUNCHER.rpartition(".")
     if not _has(importlib.import_module(module), launcher):
         missing.append(SUBPROCESS_LAUNCHER)
     if LOGGING_STEP not in epoch_loop.state_dict()["state_dict"]:
         missing.append(f"the checkpoint key epoch_loop.state_dict.{LOGGING_STEP}")
+    refuse_missing(missing)
+
+
+def missing_names(places: list[tuple[str, Any, str]]) -> list[str]:
+    """``owner.name`` for each ``(owner, value, name)`` whose ``value`` lacks the dotted ``name``."""
+    return [f"{owner}.{name}" for owner, value, name in places if not _has(value, name)]
+
+
+def refuse_missing(missing: list[str]) -> None:
+    """One line naming what the installed Lightning lacks and the version convlens was written for."""
     if missing:
         raise ConvlensError(
             f"pytorch-lightning {pytorch_lightning.__version__} lacks {', '.join(missing)}, which convlens uses "
@@ -77,30 +83,9 @@ def validation_follows(trainer: Trainer) -> bool:
     return not loop._skip_next_val and loop._should_check_val_fx(trainer.fit_loop._data_fetcher)
 
 
-def skip_next_validation(trainer: Trainer) -> None:
-    """No validation after the training batch now ending, although its interval says so."""
-    trainer.fit_loop.epoch_loop._skip_next_val = True
-
-
-def add_logging_steps(trainer: Trainer, steps: int) -> None:
-    """Move the step axis of logged scalars on by ``steps`` beyond Lightning's one per call."""
-    loop = trainer.fit_loop.epoch_loop
-    setattr(loop, LOGGING_STEP, getattr(loop, LOGGING_STEP) + steps)
-
-
 def unlog_one_step(loop_checkpoint: dict[str, Any]) -> None:
     """Take one step off a saved fit loop's logging count, which Lightning adds back for the last call on resume."""
     loop_checkpoint["epoch_loop.state_dict"][LOGGING_STEP] -= 1
-
-
-def before_optimizer_step(optimizer: LightningOptimizer) -> None:
-    """What Lightning's manual loop does before an optimizer step (the step counters' ``ready``)."""
-    optimizer._on_before_step()
-
-
-def after_optimizer_step(optimizer: LightningOptimizer) -> None:
-    """What Lightning's manual loop does after an optimizer step (``global_step`` advances)."""
-    optimizer._on_after_step()
 
 
 def every_n_train_steps(callback: ModelCheckpoint) -> int:

@@ -2,7 +2,7 @@
 
 Each image gets its own random transform, all in one ``F.affine_grid``/``F.grid_sample`` call for the whole batch:
 a few kernels on the batch where it already is, so it costs little beside the step and works for every batch of a
-chunk (see ``models.chunked_steps``). kornia.augmentation does the same with more options, but would be a new
+chunk (see ``convlens.chunked``). kornia.augmentation does the same with more options, but would be a new
 dependency for four lines of torch; torchvision.transforms.v2 draws one transform per call, so it would mean a
 Python loop over the images of every batch. The elastic field's Gaussian blur is two 1-D convolutions (what
 torchvision's ``gaussian_blur`` computes with one 2-D kernel, at a twelfth of the cost for sigma 4).

@@ -21,7 +21,6 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import find_classes
 
 from convlens.data.sharding import ProcessShard
-from convlens.data.step_batches import StepBatches
 from convlens.errors import ConvlensError
 
 SPLITS = ("train", "val", "test")
@@ -127,7 +126,6 @@ class ImageFolderDataModule(LightningDataModule):
         self.test_set: ImageFolder | None = None
         self.val_indices: Sequence[int] = ()
         self.test_indices: Sequence[int] = ()
-        self.steps_per_call: int | None = None  # batches per training call; set by models.chunked_steps.StepChunks
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -153,11 +151,10 @@ class ImageFolderDataModule(LightningDataModule):
         self.train_set = Subset(images, order[n_val + n_test :])
         self.val_set = self.test_set = images
 
-    def _loader(self, dataset: Dataset, batch_size: int, steps_per_call: int | None = None, **sampling) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, **sampling) -> DataLoader:
         return DataLoader(
             dataset,
-            batch_size=batch_size * (steps_per_call or 1),
-            collate_fn=None if steps_per_call is None else StepBatches(batch_size),
+            batch_size=batch_size,
             num_workers=self.hparams.num_workers,
             pin_memory=self.hparams.pin_memory,
             persistent_workers=self.hparams.num_workers > 0,
@@ -178,7 +175,6 @@ class ImageFolderDataModule(LightningDataModule):
         return self._loader(
             train_set,
             share.device_batch_size(self.hparams.batch_size),
-            steps_per_call=self.steps_per_call,
             **share.train_sampling(train_set),
         )
 

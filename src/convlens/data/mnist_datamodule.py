@@ -15,7 +15,6 @@ from torchvision import datasets, transforms
 from convlens.data.mnist_files import ensure_mnist
 from convlens.data.resumable_sampling import ResumableLoader
 from convlens.data.sharding import ProcessShard
-from convlens.data.step_batches import StepBatches
 from convlens.data.tensor_images import TensorImages, keep_batch
 from convlens.errors import ConvlensError
 
@@ -44,7 +43,6 @@ class MNISTDataModule(LightningDataModule):
         self.train_set: datasets.MNIST | TensorImages | None = None
         self.test_set: datasets.MNIST | TensorImages | None = None
         self._verified = False
-        self.steps_per_call: int | None = None  # batches per training call; set by models.chunked_steps.StepChunks
 
     @property
     def val_indices(self) -> range:
@@ -77,7 +75,6 @@ class MNISTDataModule(LightningDataModule):
         dataset: Dataset,
         batch_size: int,
         loader: type[DataLoader] = DataLoader,
-        steps_per_call: int | None = None,
         **sampling,
     ) -> DataLoader:
         on_device = isinstance(dataset, TensorImages) and dataset.images.device.type != "cpu"
@@ -85,8 +82,8 @@ class MNISTDataModule(LightningDataModule):
         collate: Callable[[Any], Any] | None = keep_batch if self.hparams.in_memory else None
         return loader(
             dataset,
-            batch_size=batch_size * (steps_per_call or 1),
-            collate_fn=collate if steps_per_call is None else StepBatches(batch_size, collate),
+            batch_size=batch_size,
+            collate_fn=collate,
             num_workers=0 if on_device else self.hparams.num_workers,
             pin_memory=self.hparams.pin_memory and copied_to_gpu,
             persistent_workers=self.hparams.num_workers > 0 and not on_device,
@@ -114,7 +111,6 @@ class MNISTDataModule(LightningDataModule):
             train_set,
             share.device_batch_size(self.hparams.batch_size),
             loader=ResumableLoader,
-            steps_per_call=self.steps_per_call,
             **share.train_sampling(train_set),
         )
 

@@ -15,20 +15,15 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning import LightningModule
-from pytorch_lightning.strategies import SingleDeviceStrategy
 from pytorch_lightning.trainer.states import TrainerFn
-from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from convlens.data.batch_augment import BatchAugment
 from convlens.errors import ConvlensError
-from convlens.models import cuda_graph_step
-from convlens.models.chunked_steps import AUTO, ChunkPlan, StepChunks, train_chunk
 from convlens.models.convnet import ConvNet
-from convlens.models.cuda_graph_step import GraphedStep, optimizer_can_be_captured
 from convlens.models.resume_position import Stepping, continue_in_new_calls, record_stepping
-from convlens.models.schedules import changes_lr_every_step, check_schedule, lightning_schedulers
+from convlens.models.schedules import check_schedule, known_length, lightning_schedulers
 
 
 def as_plain_dict(config: Mapping | None) -> dict | None:
@@ -49,49 +44,23 @@ class ConvNetClassifier(LightningModule):
         optimizer: Mapping[str, Any],
         scheduler: Mapping[str, Any] | None = None,
         class_names: Sequence[str] | None = None,
-        steps_per_call: int | str = AUTO,
-        cuda_graphs: bool = False,
         label_smoothing: float = 0.0,
         augment: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if steps_per_call != AUTO and (
-            not isinstance(steps_per_call, int) or isinstance(steps_per_call, bool) or steps_per_call < 1
-        ):
-            raise ConvlensError(
-                f"model.steps_per_call={steps_per_call} must be auto or a whole number of optimizer "
-                "steps of at least 1 (1: Lightning's usual one step per call)"
-            )
         self.save_hyperparameters(
             {
                 "net": as_plain_dict(net),
                 "optimizer": as_plain_dict(optimizer),
                 "scheduler": as_plain_dict(scheduler),
                 "class_names": None if class_names is None else [str(c) for c in class_names],
-                "steps_per_call": steps_per_call,
-                "cuda_graphs": bool(cuda_graphs),
                 "label_smoothing": float(label_smoothing),
                 "augment": as_plain_dict(augment),
             }
         )
-        if cuda_graphs and steps_per_call == 1:
-            raise ConvlensError(
-                "model.cuda_graphs=true replays steps inside a chunk; it needs model.steps_per_call auto or above 1"
-            )
         check_schedule(self.hparams.scheduler)
-        if cuda_graphs and changes_lr_every_step(self.hparams.scheduler):
-            raise ConvlensError(
-                "model.cuda_graphs=true captures the step again whenever the learning rate changes, "
-                "which this schedule does at every step; set model.cuda_graphs=false"
-            )
-        # Training batches only (training_step and chunked_steps.one_step); None draws no random numbers.
+        # Training batches only; None draws no random numbers.
         self.augmentation = BatchAugment(**self.hparams.augment) if self.hparams.augment else None
-        # One step per call is Lightning's own loop; several are this module's (see chunked_steps).
-        self.automatic_optimization = steps_per_call == 1
-        self.chunk_plan: ChunkPlan | None = None  # set by StepChunks once the data is known
-        self.graphed_step: GraphedStep | None = None  # made at the first full batch, when graphs can run here
-        self.graphs_run_here = False  # model.cuda_graphs and nothing here that stops them (on_train_start)
-        self.backward_directly = False  # one device, no loss scaler: backward() without Lightning's hooks
         self.net = ConvNet(**self.hparams.net)
         # One blank image: Lightning's model summary runs it to count the network's FLOPs and show layer shapes.
         size = self.hparams.net.get("image_size", 28)
@@ -155,72 +124,21 @@ class ConvNetClassifier(LightningModule):
             continue_in_new_calls(checkpoint, self.stepping())
 
     def stepping(self) -> Stepping:
-        """How this fit cuts its epochs into calls: what a checkpoint's position in the epoch is counted in."""
+        """How this fit cuts its epochs into calls (here one optimizer step each): what a checkpoint's position in
+        the epoch is counted in."""
         datamodule = self.trainer.datamodule
         batch_size = None if datamodule is None else datamodule.hparams.get("batch_size")
-        if self.chunk_plan is not None:
-            return Stepping(self.chunk_plan.steps_per_call, self.chunk_plan.steps_per_epoch, batch_size)
         batches = self.trainer.num_training_batches  # known once the loader is, after this resume's restore
         return Stepping(1, int(batches) if isinstance(batches, int) else None, batch_size)
 
-    def configure_callbacks(self) -> list[StepChunks]:
-        fitting = self.trainer.state.fn == TrainerFn.FITTING
-        return [StepChunks(self.hparams.steps_per_call)] if fitting and not self.automatic_optimization else []
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | dict[str, torch.Tensor]:
-        if not self.automatic_optimization:  # a chunk: a list of batches, one optimizer step each
-            return train_chunk(self, batch, batch_idx)
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = self.train_metrics_update(*self.loss_and_predictions((self.augmented(x), y)))
-        if self._logger_writes_step(self.global_step):
-            self.log("train/loss", loss, prog_bar=True, batch_size=len(batch[1]))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(y))
         return loss
-
-    def optimizer_step_on(self, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.Tensor:
-        """One step of the tutorial: forward, loss, backward, SGD update. Returns the detached loss."""
-        loss = self.train_metrics_update(*self.loss_and_predictions((x, y)))
-        # A captured step writes into these very gradient tensors: while there is one, they stay.
-        optimizer.zero_grad(set_to_none=self.graphed_step is None)
-        if self.backward_directly:
-            loss.backward()
-        else:  # through the strategy: under DDP it prepares this backward's all-reduce
-            self.manual_backward(loss)
-        optimizer.step()
-        return loss.detach()
-
-    def on_validation_model_zero_grad(self) -> None:
-        # Lightning frees the gradients before each validation check; a captured step writes into them: keep them.
-        self.zero_grad(set_to_none=self.graphed_step is None)
 
     def on_train_start(self) -> None:
         self.val_acc.reset()  # the sanity check's validation must not count (val_acc_best skips it too)
-        self.graphed_step = None  # a graph from an earlier fit would replay into tensors that may be gone
-        self.backward_directly = (
-            isinstance(self.trainer.strategy, SingleDeviceStrategy)
-            and getattr(self.trainer.precision_plugin, "scaler", None) is None
-        )
-        obstacle = self.what_stops_graphs() if self.hparams.cuda_graphs else None
-        self.graphs_run_here = bool(self.hparams.cuda_graphs) and obstacle is None
-        if obstacle:
-            rank_zero_info(f"model.cuda_graphs=true needs {obstacle}; training steps run eagerly")
-
-    def what_stops_graphs(self) -> str | None:
-        """What keeps this fit from replaying its steps from a CUDA graph, in words; None if nothing does."""
-        trainer = self.trainer
-        if (
-            self.device.type != cuda_graph_step.GRAPH_DEVICE
-            or not isinstance(trainer.strategy, SingleDeviceStrategy)
-            or trainer.precision != "32-true"
-        ):
-            return (
-                f"one GPU without DDP and trainer.precision=32-true (here: {trainer.world_size} x "
-                f"{self.device.type}, {type(trainer.strategy).__name__}, {trainer.precision})"
-            )
-        optimizer = self.optimizers().optimizer
-        if not optimizer_can_be_captured(optimizer):
-            momentum = optimizer.defaults.get("momentum", "none")
-            return f"torch.optim.SGD with momentum above 0 (here: {type(optimizer).__name__}, momentum {momentum})"
-        return None
 
     def train_metrics_update(self, loss: torch.Tensor, preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # Metric updates only, no host sync; the epoch's loss and accuracy are logged in on_train_epoch_end.
@@ -230,22 +148,6 @@ class ConvNetClassifier(LightningModule):
         self.train_acc.update(preds, y)
         self.train_acc_since_check.update(preds, y)
         return loss
-
-    def _logger_writes_step(self, step: int) -> bool:
-        """Lightning's own rule (``log_every_n_steps``, every step under ``fast_dev_run``) for the 0-based step."""
-        every = self.trainer.log_every_n_steps
-        return bool(self.trainer.fast_dev_run) or (every > 0 and (step + 1) % every == 0)
-
-    def log_step_losses(self, first_step: int, losses: torch.Tensor) -> None:
-        """Write a chunk's step losses at the steps Lightning would have written them, with one host read."""
-        steps = [first_step + i for i in range(len(losses)) if self._logger_writes_step(first_step + i)]
-        self.log("train/loss", losses[-1], prog_bar=True, logger=False)
-        if not steps or not self.loggers:
-            return
-        values = losses[[step - first_step for step in steps]].tolist()
-        for logger in self.loggers:
-            for step, value in zip(steps, values, strict=True):
-                logger.log_metrics({"train/loss": value, "epoch": self.current_epoch}, step=step)
 
     def on_train_epoch_end(self) -> None:
         if not self.train_loss.update_called:  # resumed from a checkpoint written at the end of this epoch
@@ -287,9 +189,13 @@ class ConvNetClassifier(LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_accuracy("test", self.test_acc)
 
+    def total_optimizer_steps(self) -> int:
+        """The optimizer steps this fit will take, by Lightning's own estimate."""
+        return known_length(self.trainer.estimated_stepping_batches)
+
     def configure_optimizers(self) -> dict[str, Any] | tuple[list[torch.optim.Optimizer], list[dict[str, Any]]]:
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())  # configs are _partial_
-        schedulers = lightning_schedulers(self.hparams.scheduler, optimizer, self)
+        schedulers = lightning_schedulers(self.hparams.scheduler, optimizer, self.total_optimizer_steps)
         if not schedulers:
             return {"optimizer": optimizer}
         if len(schedulers) == 1:

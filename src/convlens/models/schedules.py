@@ -15,12 +15,11 @@ no warm-up: its own rise, ``pct_start``, is one).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from pytorch_lightning import LightningModule
 from torch.optim.lr_scheduler import LinearLR
 
 from convlens.errors import ConvlensError
@@ -49,15 +48,8 @@ def check_schedule(config: Mapping[str, Any] | None) -> None:
         )
 
 
-def total_optimizer_steps(module: LightningModule) -> int:
-    """The optimizer steps this fit will take: Lightning's estimate, counted in steps where calls hold several."""
-    trainer, plan = module.trainer, getattr(module, "chunk_plan", None)
-    if plan is None:
-        total = trainer.estimated_stepping_batches
-    else:
-        total = plan.steps_per_epoch * trainer.max_epochs if trainer.max_epochs not in (None, -1) else math.inf
-        if trainer.max_steps >= 0:
-            total = min(total, trainer.max_steps)
+def known_length(total: float) -> int:
+    """A fit's optimizer steps as a whole number; one-cycle cannot plan a run that may go on forever."""
     if not math.isfinite(total):
         raise ConvlensError(
             "model.scheduler.total_steps=auto needs a run of known length; set trainer.max_epochs or trainer.max_steps"
@@ -66,14 +58,16 @@ def total_optimizer_steps(module: LightningModule) -> int:
 
 
 def lightning_schedulers(
-    config: Mapping[str, Any] | None, optimizer: torch.optim.Optimizer, module: LightningModule
+    config: Mapping[str, Any] | None, optimizer: torch.optim.Optimizer, total_steps: Callable[[], int]
 ) -> list[dict[str, Any]]:
-    """The main schedule and its warm-up (if any), each as ``{"scheduler", "interval"}`` in the order stepped."""
+    """The main schedule and its warm-up (if any), each as ``{"scheduler", "interval"}`` in the order stepped.
+
+    ``total_steps``: the fit's optimizer steps, asked for only by one-cycle's ``total_steps: auto``."""
     if config is None:
         return []
     torch_args = {key: value for key, value in config.items() if key not in OWN_KEYS}
     if torch_args.get("total_steps") == "auto":
-        torch_args["total_steps"] = total_optimizer_steps(module)
+        torch_args["total_steps"] = total_steps()
     schedulers = [{"scheduler": instantiate(torch_args)(optimizer=optimizer), "interval": interval_of(config)}]
     if warmup_steps_of(config):
         warmup = LinearLR(

@@ -9,7 +9,7 @@ end: the sweeper does, from what the job returned and the ``pruned_at_step`` the
 Why not optuna-integration's ``PyTorchLightningPruningCallback``: it raises ``TrialPruned`` inside ``fit``, so a
 pruned run would end without its test, ``metrics.json`` or final checkpoint. ``ReportToTrial`` only sets
 ``trainer.should_stop`` after the validation that decided it: validation falls between chunks of steps
-(``models/chunked_steps.py``), so the run stops at the end of the chunk in flight, saves ``last.ckpt`` and is
+(``convlens/chunked/``), so the run stops at the end of the chunk in flight, saves ``last.ckpt`` and is
 tested and recorded like any other run.
 """
 

@@ -1,6 +1,6 @@
 """Test helper: CUDA graphs stood in for on the CPU, so that GraphedStep's own logic runs for real without a GPU.
 
-Where ``convlens.models.cuda_graph_step`` calls CUDA, the stand-in answers as a GPU would, on the CPU:
+Where ``convlens.chunked.cuda_graph_step`` calls CUDA, the stand-in answers as a GPU would, on the CPU:
 - a captured graph records the body it was given (and does not run it, as capture runs no kernel) and runs it
   at each replay, on the same tensors; each replay draws fresh random numbers from the generator, as a CUDA
   graph's replay draws from the generator's advancing offset;
@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from convlens.models import cuda_graph_step
+from convlens.chunked import cuda_graph_step
 
 
 class StandInGraph:

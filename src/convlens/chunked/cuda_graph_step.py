@@ -3,7 +3,7 @@
 At batch 64 this network's step is about forty tiny kernels, and on a GPU the time goes to launching them. A
 graph launches them all at once. Its tensors are fixed: each batch is copied into the graph's input tensors,
 and the weights, gradients and momentum buffers are the same tensors at every replay (the eager steps between
-replays keep them: see ``ConvNetClassifier.optimizer_step_on``). Dropout's random numbers are drawn anew at
+replays keep them: see ``ChunkedConvNetClassifier.optimizer_step_on``). Dropout's random numbers are drawn anew at
 each replay (PyTorch advances the graph's generator offset). SGD's learning rate is a number baked into the
 captured kernels, so a scheduler that changes it makes the step be captured again.
 """

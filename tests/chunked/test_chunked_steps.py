@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cpu_graphs import record_graphed_steps
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from pytorch_lightning import Callback, Trainer
@@ -15,12 +16,11 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import compose_config
-from convlens.data.step_batches import StepBatches
+from convlens.chunked.classifier import ChunkedConvNetClassifier
+from convlens.chunked.plan import ChunkPlan
+from convlens.chunked.step_batches import StepBatches
 from convlens.errors import ConvlensError
-from convlens.models import chunked_steps
-from convlens.models.chunked_steps import ChunkPlan, one_step
 from convlens.tasks.train import train
-from cpu_graphs import record_graphed_steps
 
 # 2 epochs of 25 steps, validation every 10 steps (after steps 10 and 20 of each epoch, never after step 25),
 # a step checkpoint every 10, the loss written every 3 steps, a cosine schedule stepped per epoch.
@@ -64,7 +64,7 @@ def runs(tmp_path_factory, data_dir):
             f"paths.data_dir={data_dir}",
             "callbacks.rich_progress_bar=null",
             "trainer.enable_model_summary=false",
-            f"model.steps_per_call={steps_per_call}",
+            "stepping=lightning" if steps_per_call == "1" else f"model.steps_per_call={steps_per_call}",
             *RUN,
         ]
         metrics = train(compose_config("train", overrides, run_dir))
@@ -260,6 +260,7 @@ def test_graph_replay_trains_as_the_eager_steps_do(tmp_path, data_dir, monkeypat
 def test_a_step_waits_for_the_gpu_nowhere(tmp_path, data_dir, monkeypatch, graphs):
     """No host sync inside an optimizer step, eager or replayed (a capture synchronizes by design: not counted)."""
     made, synced = record_graphed_steps(monkeypatch), []
+    one_step = ChunkedConvNetClassifier.one_step
 
     def watched_step(module, optimizer, x, y):
         captures = sum(step.captures for step in made)
@@ -274,7 +275,7 @@ def test_a_step_waits_for_the_gpu_nowhere(tmp_path, data_dir, monkeypatch, graph
             synced.extend(str(warning.message) for warning in caught if "synchroniz" in str(warning.message))
         return loss
 
-    monkeypatch.setattr(chunked_steps, "one_step", watched_step)
+    monkeypatch.setattr(ChunkedConvNetClassifier, "one_step", watched_step)
     train(
         compose_config(
             "train", [f"paths.data_dir={data_dir}", f"model.cuda_graphs={graphs}", "test=false", *GPU_RUN], tmp_path

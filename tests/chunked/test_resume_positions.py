@@ -66,7 +66,7 @@ def uninterrupted(tmp_path_factory, data_dir) -> Path:
 
 @pytest.mark.parametrize(
     "chunking",
-    [[], ["model.steps_per_call=25"], ["model.steps_per_call=1"]],
+    [[], ["model.steps_per_call=25"], ["stepping=lightning"]],
     ids=["same calls", "calls of 25", "one step per call"],
 )
 def test_a_mid_epoch_resume_in_any_calls_ends_exactly_like_the_uninterrupted_run(

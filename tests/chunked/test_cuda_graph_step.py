@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from cpu_graphs import use_cpu_graphs
 from hydra.utils import instantiate
 from pytorch_lightning import Trainer
 
 from conftest import compose_config
-from convlens.models.classifier import ConvNetClassifier
-from convlens.models.cuda_graph_step import GraphedStep
+from convlens.chunked.classifier import ChunkedConvNetClassifier
+from convlens.chunked.cuda_graph_step import GraphedStep
 from convlens.tasks.train import train
-from cpu_graphs import use_cpu_graphs
 from digit_folders import write_digit_folder
 
 # 96 training images in batches of 20: each epoch is 4 full batches and a short one of 16. Dropout stays on.
@@ -96,7 +96,7 @@ def test_replayed_steps_train_exactly_as_eager_steps(
 def test_capture_leaves_weights_momentum_and_random_state_as_they_were(monkeypatch):
     use_cpu_graphs(monkeypatch)
     torch.manual_seed(0)
-    module = ConvNetClassifier(net={}, optimizer=SGD)
+    module = ChunkedConvNetClassifier(net={}, optimizer=SGD)
     optimizer = torch.optim.SGD(module.parameters(), lr=0.05, momentum=0.9)
     x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
     module.loss_and_predictions((x, y))[0].backward()
@@ -153,7 +153,7 @@ def test_what_cannot_be_captured_is_said_once_and_trains_eagerly(
 def test_ddp_on_one_device_is_not_captured(monkeypatch, tmp_path):
     """The captured backward would fire DDP's gradient hooks, which the strategy prepares before each backward."""
     use_cpu_graphs(monkeypatch)
-    module = ConvNetClassifier(net={}, optimizer=SGD, cuda_graphs=True)
+    module = ChunkedConvNetClassifier(net={}, optimizer=SGD, cuda_graphs=True)
     module.trainer = Trainer(accelerator="cpu", strategy="ddp", devices=1, logger=False, default_root_dir=tmp_path)
     assert module.what_stops_graphs() == (
         "one GPU without DDP and trainer.precision=32-true (here: 1 x cpu, DDPStrategy, 32-true)"
