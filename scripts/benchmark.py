@@ -1,14 +1,16 @@
 """Time convlens against the tutorial's hand-written loop and the floor, each run as its own process, alternating.
 
-    python scripts/benchmark.py [--epochs 3] [--runs 3] [--device cpu|cuda] [--graphs] [--out logs/benchmark.json]
-                                [B's overrides]
+    python scripts/benchmark.py [--epochs 3] [--runs 3] [--device cpu|cuda] [--graphs] [--before-root DIR]
+                                [--out logs/benchmark.json] [B's overrides]
 
 A is ``scripts/tutorial_loop.py`` (plain PyTorch, per-item ToTensor, a DataLoader); B is ``src/train.py`` with
 its defaults (logging, checkpoints, progress bar, pictures and every default callback on); F is the floor,
 ``scripts/floor_loop.py``: the same steps as a bare loop over data already in memory; on CUDA also G, that loop
-replayed as a CUDA graph; with ``--graphs`` also C, B with ``model.cuda_graphs=true``. All run the same epochs
-on the same device (``--device cuda`` also gives B and C ``trainer=gpu``), in the order A B F [C] [G], A B F [C]
-[G], ... so the noise of a shared machine spreads over all.
+replayed as a CUDA graph; with ``--graphs`` also C, B with ``model.cuda_graphs=true``; with ``--before-root`` also
+P, B's command in another checkout (a commit before a change), for a before/after whose ratios to A come from the
+same tutorial runs. All run the same epochs on the same device (``--device cuda`` also gives B and C
+``trainer=gpu``), in the order A B F [P] [C] [G], A B F [P] [C] [G], ... so the noise of a shared machine spreads
+over all.
 For each run it records the whole-process wall seconds (timed here), the training-loop seconds per epoch each
 reports for itself (A and F time their epoch loops; B's ``seconds_per_epoch`` in ``metrics.json`` is
 Lightning's ``Timer`` from the start of training to its end, validation checks included; setup, the sanity
@@ -78,7 +80,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=str(ROOT),
         help="the checkout whose src/train.py is B, e.g. an older commit for a before/after",
     )
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for B only, e.g. trainer=gpu")
+    parser.add_argument(
+        "--before-root",
+        default=None,
+        help="also P: src/train.py of another checkout (an older commit), with B's settings, in the same rotation: "
+        "a before/after in one run",
+    )
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for B (and P), e.g. trainer=gpu")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.runs < 1:
         parser.error("--epochs and --runs must be at least 1")
@@ -131,10 +139,10 @@ def limit_options(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def convlens_command(args: argparse.Namespace, run_dir: Path) -> list[str]:
+def convlens_command(args: argparse.Namespace, run_dir: Path, root: str) -> list[str]:
     command = [
         sys.executable,
-        str(Path(args.convlens_root) / "src" / "train.py"),
+        str(Path(root) / "src" / "train.py"),  # its own src/ is first on sys.path, so it runs its own convlens
         f"trainer.max_epochs={args.epochs}",
         f"trainer.val_check_interval={args.val_check_interval}",
         f"paths.data_dir={args.data_dir}",
@@ -197,7 +205,8 @@ def run_convlens(
     args: argparse.Namespace, scratch: Path, index: int, side: str = "B", extra: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     run_dir = scratch / f"{side}{index}"
-    measured = run_process([*convlens_command(args, run_dir), *extra], scratch / f"{side}{index}.log")
+    root = args.before_root if side == "P" else args.convlens_root
+    measured = run_process([*convlens_command(args, run_dir, root), *extra], scratch / f"{side}{index}.log")
     reported = json.loads((run_dir / "metrics.json").read_text())
     return {
         **measured,
@@ -205,6 +214,10 @@ def run_convlens(
         "test_acc": reported["test/acc"],
         "steps": reported["steps"],
     }
+
+
+def run_convlens_before(args: argparse.Namespace, scratch: Path, index: int) -> dict[str, Any]:
+    return run_convlens(args, scratch, index, side="P")
 
 
 def run_convlens_graphed(args: argparse.Namespace, scratch: Path, index: int) -> dict[str, Any]:
@@ -244,6 +257,7 @@ SIDE_NAMES = {
     "A": "A: tutorial loop",
     "B": "B: src/train.py",
     "C": "C: B with CUDA graphs",
+    "P": "P: B before (--before-root)",
     "F": "F: floor, eager",
     "G": "G: floor, CUDA graph",
 }
@@ -304,6 +318,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = datetime.datetime.now(datetime.timezone.utc)
     host = machine()
     sides = {"A": run_tutorial, "B": run_convlens, "F": run_floor}
+    if args.before_root:
+        sides["P"] = run_convlens_before
     if args.graphs:
         sides["C"] = run_convlens_graphed
     if args.device == "cuda":
@@ -328,6 +344,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "overrides_B": list(args.overrides),
         "tutorial_threads": args.tutorial_threads,
         "convlens_root": args.convlens_root,
+        "before_root": args.before_root,
         **{name: summarise(side_runs) for name, side_runs in runs.items()},
         **{f"runs_{name}": side_runs for name, side_runs in runs.items()},
     }
@@ -336,6 +353,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name in sides
         if name != "B"
     }
+    if "P" in sides:  # the ratio the before had against the same tutorial runs
+        result["ratios"]["P/A"] = {
+            key: round(result["P"][key]["median"] / result["A"][key]["median"], 3) for key, _, _ in MEASURES
+        }
     result["verdicts"] = verdicts(result)
     report(result, console)
     out = Path(args.out)

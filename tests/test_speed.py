@@ -119,3 +119,22 @@ def test_benchmark_runs_every_side_with_the_limits_and_writes_every_field(data_d
     assert report["epochs"] == 1 and report["runs"] == 1 and report["overrides_B"] == ["trainer=cpu"]
     assert report["machine"]["cores"] >= 1 and report["date"]
     assert any("peak memory" in line for line in report["verdicts"])
+
+
+@pytest.mark.slow
+def test_benchmark_times_another_checkout_as_p_in_the_same_rotation(data_dir, tmp_path):
+    """``--before-root``: a before/after in one run; here the checkout is this one, so P runs what B runs."""
+    out = tmp_path / "benchmark.json"
+    limits = ["--limit-train-batches", "4", "--limit-val-batches", "1", "--limit-test-batches", "1"]
+    command = [sys.executable, str(PROJECT_ROOT / "scripts" / "benchmark.py"), "--epochs", "1", "--runs", "1"]
+    command += [*limits, "--val-check-interval", "2", "--data-dir", str(data_dir), "--out", str(out)]
+    command += ["--before-root", str(PROJECT_ROOT), "trainer=cpu"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["sides"] == ["A", "B", "F", "P"] and report["before_root"] == str(PROJECT_ROOT)
+    assert set(report["ratios"]) == {"B/A", "B/F", "B/P", "P/A"}
+    assert report["runs_P"][0]["steps"] == report["runs_B"][0]["steps"] == 4
+    assert report["ratios"]["P/A"]["wall_seconds"] == pytest.approx(
+        report["P"]["wall_seconds"]["median"] / report["A"]["wall_seconds"]["median"], rel=1e-2
+    )
