@@ -5,7 +5,7 @@ a few kernels on the batch where it already is, so it costs little beside the st
 chunk (see ``convlens.chunked``). kornia.augmentation does the same with more options, but would be a new
 dependency for four lines of torch; torchvision.transforms.v2 draws one transform per call, so it would mean a
 Python loop over the images of every batch. The elastic field's Gaussian blur is two 1-D convolutions (what
-torchvision's ``gaussian_blur`` computes with one 2-D kernel, at a twelfth of the cost for sigma 4).
+torchvision's ``gaussian_blur`` computes with one 2-D kernel: 2k products a pixel rather than k² for a side of k).
 
 The random numbers come from torch's default generator of the batch's device (unless a ``generator`` is given),
 the one that dropout uses and ``faults.random_state`` saves in checkpoints: a seeded run draws the same transforms
