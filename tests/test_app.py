@@ -205,6 +205,16 @@ def test_a_checkpoint_brings_its_kernels(client, checkpoint):
     assert size_of(kernels_conv2) == SIZES["kernels_conv2"]
 
 
+def test_a_checkpoint_inside_the_folder_the_app_runs_in_is_shown_relative_to_it(tmp_path, monkeypatch):
+    """So that the page (and docs/app.png) shows the run, not the machine's folders."""
+    from convlens.tasks.app import shown_path  # gradio comes with it: only once the app extra is known to be here
+
+    inside, outside = tmp_path / "logs" / "run" / "last.ckpt", tmp_path.parent / "elsewhere.ckpt"
+    monkeypatch.chdir(tmp_path)
+    assert shown_path(inside) == str(Path("logs", "run", "last.ckpt"))
+    assert shown_path(outside) == str(outside)
+
+
 def rgb_checkpoint(path: Path) -> Path:
     """A readable checkpoint of a network for 3-channel 32x32 pictures, as data=imagefolder trains."""
     model = ConvNetClassifier(

@@ -225,7 +225,7 @@ class LiveLook:
         if lens is None:
             return [ckpt_path, gr.Column(visible=False), None, None, *self.side(ckpt_path, digit)]
         return [
-            str(lens.path),
+            shown_path(lens.path),
             gr.Column(visible=True),
             lens.kernels_conv1,
             lens.kernels_conv2,
@@ -233,14 +233,20 @@ class LiveLook:
         ]
 
 
+def shown_path(path: Path) -> str:
+    """A checkpoint's path as the page and the console show it: relative to the folder the app was started from
+    when it lies inside it, so a screenshot or a shared screen shows the run, not the machine's folders."""
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
 def checkpoint_line(ckpt_path: str, lens: Lens) -> str:
     """The checkpoint's path; for one not trained on MNIST's digits, also what it classifies and, when
     ``ckpt_path=last`` picked it, that it was the newest run: its labels would otherwise pass for digits."""
     if not lens.model.hparams.get("class_names"):  # MNIST runs keep none: their classes are the digits 0-9
-        return str(lens.path)
+        return shown_path(lens.path)
     picked = "ckpt_path=last picked the newest run, " if ckpt_path.strip() == "last" else ""
     return (
-        f"{picked}{lens.path}, which classifies {', '.join(lens.classes)}, not MNIST's digits; "
+        f"{picked}{shown_path(lens.path)}, which classifies {', '.join(lens.classes)}, not MNIST's digits; "
         "pass ckpt_path=<an MNIST run's checkpoint> to look at digits"
     )
 
