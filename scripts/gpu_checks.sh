@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 21's GPU checks in one run (about 7 minutes on one H200), from the project root of a GPU machine set up
-# with ../shared/device/pack.sh:
+# Issue 21's GPU checks in one run, sized for the device's 10 minutes a command, from the project root of a GPU
+# machine set up with ../shared/device/pack.sh:
 #   source .device-pack/unpack.sh && bash scripts/gpu_checks.sh
 #   bash scripts/gpu_checks.sh --dry-run     # here, on a CPU: every step with tiny settings; no figure means anything
 # 1. tests/chunked/test_chunked_steps.py, its GPU tests included (graph captures and replays counted, no host sync in a step)

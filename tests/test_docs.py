@@ -28,6 +28,7 @@ from convlens.startup.run_task import PROJECT_ROOT
 from digit_folders import write_digit_folder
 
 README = PROJECT_ROOT / "README.md"
+LAYOUT = PROJECT_ROOT / "docs" / "layout.md"
 PAGES = [README, *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -73,10 +74,9 @@ def test_link_resolves(page, target):
 
 
 def layout() -> list[tuple[str, str]]:
-    """(path, its line) for each line of the README's layout block; two spaces of indent are one folder down."""
-    section = README.read_text().split("\n## Layout\n", 1)[1]
-    found = FENCE.search(section)
-    assert found, "the README's Layout section has no code block"
+    """(path, its line) for each line of docs/layout.md's block; two spaces of indent are one folder down."""
+    found = FENCE.search(LAYOUT.read_text())
+    assert found, "docs/layout.md has no code block"
     block = found.group(2)
     folders: list[str] = []
     entries = []
@@ -92,7 +92,7 @@ def layout() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("path", [path for path, _ in layout()])
 def test_layout_entry_exists(path):
-    assert (PROJECT_ROOT / path).exists(), f"the README's layout names {path}, which does not exist"
+    assert (PROJECT_ROOT / path).exists(), f"docs/layout.md names {path}, which does not exist"
 
 
 def test_layout_lists_every_module_and_folder():
@@ -100,7 +100,7 @@ def test_layout_lists_every_module_and_folder():
     code = [*(PROJECT_ROOT / "src").rglob("*.py"), *(PROJECT_ROOT / "scripts").glob("*.py")]
     present = {relative(file) for file in code if file.name != "__init__.py"}
     present |= {relative(file.parent) for file in code}
-    assert not present - listed, f"the README's layout leaves out {sorted(present - listed)}"
+    assert not present - listed, f"docs/layout.md leaves out {sorted(present - listed)}"
 
 
 RUN_LANGUAGES = {"bash", "python"}  # blocks whose commands the test below runs
