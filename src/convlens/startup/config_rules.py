@@ -153,6 +153,11 @@ def custom(
     return Rule(kinds, expected, example, in_range, null, out_of_range)
 
 
+def group_node(options: str) -> Rule:
+    """A key that a config group fills (``model.scheduler``, ``augment``): set as ``group=option``, or null."""
+    return custom((dict,), f"chosen as a group: {options}", "null", lambda value: False, (), null=True)
+
+
 def batches_or_fraction(value: Any) -> bool:
     """Lightning's limit_*_batches: a count of batches, or a fraction of them."""
     return (value >= 0) if isinstance(value, int) else 0 <= value <= 1
@@ -275,14 +280,7 @@ RULES: dict[str, Rule] = {
     "model.optimizer.nesterov": flag(False),
     "model.label_smoothing": number(0, 1, high_open=True, example=0.1),
     "model.class_names": custom((list,), "a list of class names", "[cat,dog]", text_list, (), null=True),
-    "model.scheduler": custom(
-        (dict,),
-        "chosen as a group: model/scheduler=cosine or model/scheduler=constant",
-        "null",
-        lambda value: False,
-        (),
-        null=True,
-    ),
+    "model.scheduler": group_node("model/scheduler=cosine or model/scheduler=constant"),
     "model.scheduler.T_max": integer(1, example=20),
     "model.scheduler.eta_min": number(0, example=0.0),
     "model.scheduler.factor": number(0, 1, low_open=True, example=1.0),
@@ -304,14 +302,7 @@ RULES: dict[str, Rule] = {
     "model.scheduler.final_div_factor": number(0, low_open=True, example=10000.0),
     "model.scheduler.cycle_momentum": flag(False),
     # conf/augment
-    "augment": custom(
-        (dict,),
-        "chosen as a group: augment=shift, augment=affine or augment=elastic",
-        "null",
-        lambda value: False,
-        (),
-        null=True,
-    ),
+    "augment": group_node("augment=shift, augment=affine or augment=elastic"),
     "augment.max_shift_px": number(0, example=2.0),
     "augment.max_rotation_deg": number(0, 180, example=10.0),
     "augment.max_scale_change": number(0, 1, high_open=True, example=0.1),
