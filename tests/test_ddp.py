@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import compose_config, run_entry
+from conftest import CHUNKED, compose_config, run_entry
 from convlens.startup.run_task import PROJECT_ROOT
 from index_recording import read_batches
 
@@ -68,10 +68,13 @@ def test_ddp_sees_each_val_and_test_index_once_and_eval_agrees(data_dir, tmp_pat
     test = {rank: sum(read_batches(record_dir / f"test-test_set-rank{rank}.txt"), []) for rank in (0, 1)}
     assert sorted(test[0] + test[1]) == list(range(5000, 10_000))
 
-    # Training: each epoch's 8 steps are one call, gathered at once (256 images per rank); cut into the steps'
-    # batches, the global batch of 64 is 32 per rank; ranks draw disjoint images; epoch 2 reshuffles.
+    # Training: with stepping=chunked each epoch's 8 steps are one call, gathered at once (256 images per rank);
+    # cut into the steps' batches, the global batch of 64 is 32 per rank; ranks draw disjoint images; epoch 2
+    # reshuffles.
+    per_call = 8 if CHUNKED else 1
     gathered = {rank: read_batches(record_dir / f"fit-train_set-rank{rank}.txt") for rank in (0, 1)}
-    assert all(len(call) == 8 * 32 for rank in (0, 1) for call in gathered[rank]) and len(gathered[0]) == 2
+    assert all(len(call) == per_call * 32 for rank in (0, 1) for call in gathered[rank])
+    assert len(gathered[0]) == 16 // per_call
     train = {rank: [call[i : i + 32] for call in gathered[rank] for i in range(0, len(call), 32)] for rank in (0, 1)}
     assert all(len(batch) == 32 for rank in (0, 1) for batch in train[rank]) and len(train[0]) == 16
     epoch1 = {rank: sum(train[rank][:8], []) for rank in (0, 1)}

@@ -24,6 +24,7 @@ from PIL import Image, ImageOps
 from torchvision import datasets
 
 import entry_process
+from conftest import CHUNKED
 from convlens.startup.run_task import PROJECT_ROOT
 from digit_folders import write_digit_folder
 
@@ -92,6 +93,8 @@ def layout() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("path", [path for path, _ in layout()])
 def test_layout_entry_exists(path):
+    if path.startswith("src/convlens/chunked/") and not CHUNKED:
+        pytest.skip("src/convlens/chunked/ (several steps per call) was deleted, as the layout says it may be")
     assert (PROJECT_ROOT / path).exists(), f"docs/layout.md names {path}, which does not exist"
 
 

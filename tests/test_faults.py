@@ -14,7 +14,7 @@ import pytest
 import torch
 from pytorch_lightning import Callback
 
-from conftest import compose_config, run_entry
+from conftest import compose_config, needs_chunked, run_entry
 from convlens.data.mnist_files import MnistUnavailableError, ensure_mnist, raw_dir
 from convlens.faults.atomic_checkpoint_io import AtomicCheckpointIO
 from convlens.faults.finite_loss import TrainingDiverged
@@ -122,10 +122,19 @@ class LearningRateBlowsUp(Callback):
 
 
 @pytest.mark.slow
-def test_a_run_diverging_in_its_second_epoch_stops_within_the_check_interval(train_config):
-    # Epochs of 40 steps in calls of 40: the step count goes 40, 80, 120, never a multiple of the check's 50.
+@pytest.mark.parametrize(
+    ("stepping", "stopped_at"),
+    [
+        # Epochs of 40 steps in calls of 40: the step count goes 40, 80, 120, never a multiple of the check's 50;
+        # the first call ending past step 50, not the end of fit (120).
+        pytest.param("model.steps_per_call=auto", 80, marks=needs_chunked, id="calls of 40"),
+        pytest.param("stepping=lightning", 50, id="one step per call"),  # the check's own step
+    ],
+)
+def test_a_run_diverging_in_its_second_epoch_stops_within_the_check_interval(train_config, stepping, stopped_at):
     # Nothing else reads the loss (no validation, no checkpoint) until the check passes 50.
     cfg = train_config(
+        stepping,
         "~logger",
         "trainer.max_epochs=3",
         "trainer.limit_train_batches=40",
@@ -142,7 +151,7 @@ def test_a_run_diverging_in_its_second_epoch_stops_within_the_check_interval(tra
         train(cfg)
     # Step 41 (the epoch's first) is computed with finite weights and makes them nan; step 42's loss is nan.
     assert "the loss was nan at step 42 (epoch 1)" in str(error.value)
-    assert LearningRateBlowsUp.stopped_at == 80  # the first call ending past step 50, not the end of fit (120)
+    assert LearningRateBlowsUp.stopped_at == stopped_at
 
 
 WRITER = """
