@@ -10,7 +10,8 @@ from rich.console import Console
 
 from convlens.data.mnist_files import MNIST_MD5, ensure_mnist
 from convlens.errors import ConvlensError
-from convlens.startup.run_task import PROJECT_ROOT, print_error
+from convlens.startup.run_log import print_error
+from convlens.startup.run_task import PROJECT_ROOT
 
 
 def main() -> int:

@@ -19,7 +19,8 @@ import torch
 from conftest import compose_config, run_entry
 from convlens.errors import ConvlensError
 from convlens.models.from_checkpoint import checked_checkpoint_path
-from convlens.startup.run_task import PROJECT_ROOT, hydra_error_line, print_error, shell_override
+from convlens.startup.run_log import print_error
+from convlens.startup.run_task import PROJECT_ROOT, hydra_error_line, shell_override
 from convlens.startup.threads import START_OMP_NUM_THREADS, START_THREADS
 from convlens.sweeps.report import build_report, write_report
 from convlens.sweeps.sweep_dir_claim import refuse_a_used_sweep_dir

@@ -2,7 +2,8 @@
 
 The terminal gets rich output; conf/hydra/default.yaml points Python logging at the log file alone. ``print_and_log``
 prints to the terminal and logs the same words; ``join_run_log`` adds Lightning's logger and Python warnings
-to the file, and ``log_failure`` adds a failed run's traceback, which the terminal does not show.
+to the file, and ``log_failure`` adds a failed run's traceback, which the terminal does not show; ``print_error``
+is the one red line every entry point and sweep job prints for an error, with that traceback in the file.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console, RenderableType
+from rich.markup import escape
 from rich.text import Text
 
 log = logging.getLogger("convlens")
@@ -39,6 +41,13 @@ def print_and_log(
     """Print ``renderable`` (rich markup: escape user text with ``rich.markup.escape``) and log it as plain text."""
     (error_console if stderr else console).print(renderable, **options)
     log.log(level, markup_as_text(renderable))
+
+
+def print_error(message: str, raised: BaseException | None = None) -> None:
+    """One red line on the terminal; inside a job, the line and the traceback of ``raised`` in its log file."""
+    error_console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True, highlight=False)
+    if raised is not None:
+        log_failure(f"error: {message}", raised)
 
 
 def log_failure(line: str, raised: BaseException) -> None:

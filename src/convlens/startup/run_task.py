@@ -15,12 +15,11 @@ from typing import Any, TypeVar
 
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationKeyError, InterpolationResolutionError
-from rich.markup import escape
 
 from convlens.errors import ConvlensError
 from convlens.startup.library_notices import quiet_library_notices
 from convlens.startup.resolvers import register_resolvers
-from convlens.startup.run_log import error_console, join_run_log, log_failure
+from convlens.startup.run_log import join_run_log, log_failure, print_error
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]  # src/convlens/startup/run_task.py -> the checkout
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
@@ -37,13 +36,6 @@ quiet_library_notices()
 def set_project_root() -> None:
     """``conf/paths`` hangs data and logs off CONVLENS_ROOT, whatever the current directory."""
     os.environ.setdefault("CONVLENS_ROOT", str(PROJECT_ROOT))
-
-
-def print_error(message: str, raised: BaseException | None = None) -> None:
-    """One red line on the terminal; inside a job, the line and the traceback of ``raised`` in its log file."""
-    error_console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True, highlight=False)
-    if raised is not None:
-        log_failure(f"error: {message}", raised)
 
 
 def restore_user_full_error() -> None:

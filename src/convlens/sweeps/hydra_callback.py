@@ -11,8 +11,8 @@ from omegaconf import DictConfig
 from rich.markup import escape
 
 from convlens.errors import ConvlensError
-from convlens.startup.run_log import print_and_log
-from convlens.startup.run_task import print_error, task_begins
+from convlens.startup.run_log import print_and_log, print_error
+from convlens.startup.run_task import task_begins
 from convlens.sweeps import interrupted
 from convlens.sweeps.multirun import SEARCH_SWEEPER
 from convlens.sweeps.sweep_dir_claim import claim_sweep_dir

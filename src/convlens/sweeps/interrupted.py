@@ -17,8 +17,7 @@ from omegaconf import DictConfig
 from rich.markup import escape
 
 from convlens.errors import ConvlensError
-from convlens.startup.run_log import error_console
-from convlens.startup.run_task import print_error
+from convlens.startup.run_log import error_console, print_error
 from convlens.sweeps.sweep_study import is_grid
 
 INTERRUPT_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # StopOnSignal's exit codes

@@ -10,7 +10,7 @@ from pytorch_lightning import Trainer
 
 from convlens.errors import ConvlensError
 from convlens.lightning_internals import relaunches_the_script
-from convlens.startup.run_task import print_error
+from convlens.startup.run_log import print_error
 
 ERROR_FILE = "error.txt"  # a failed job's one-line reason, in its own dir; the sweep report shows it
 SEARCH_SWEEPER = "hydra_plugins.convlens_optuna_sweeper.optuna_sweeper.ConvlensOptunaSweeper"  # an Optuna search

@@ -21,8 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from convlens.errors import ConvlensError
-from convlens.startup.run_log import console
-from convlens.startup.run_task import print_error
+from convlens.startup.run_log import console, print_error
 from convlens.sweeps.search_space import SearchSpace, grid_choices, search_space
 from convlens.sweeps.slots import Slots
 from convlens.sweeps.study_storage import open_study

@@ -34,8 +34,7 @@ from convlens.models.classifier import ConvNetClassifier
 from convlens.models.from_checkpoint import load_classifier, resolve_checkpoint
 from convlens.pictures import draw
 from convlens.startup.config_checks import check_settings
-from convlens.startup.run_log import print_and_log
-from convlens.startup.run_task import print_error
+from convlens.startup.run_log import print_and_log, print_error
 from convlens.tasks.predict import class_names
 from convlens.tasks.train import prepare_process, training_runs
 
