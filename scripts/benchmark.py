@@ -93,28 +93,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def tutorial_command(args: argparse.Namespace, out: Path) -> list[str]:
-    command = [
+def loop_command(args: argparse.Namespace, script: str, out: Path) -> list[str]:
+    """A or F: a plain loop script, given the same data, epochs, validation interval, device and limits as B."""
+    return [
         sys.executable,
-        str(ROOT / "scripts" / "tutorial_loop.py"),
-        "--data-dir",
-        args.data_dir,
-        "--epochs",
-        str(args.epochs),
-        "--val-check-interval",
-        str(args.val_check_interval),
-        "--out",
-        str(out),
-    ]
-    if args.tutorial_threads is not None:
-        command += ["--threads", str(args.tutorial_threads)]
-    return command + ["--device", args.device, *limit_options(args)]
-
-
-def floor_command(args: argparse.Namespace, out: Path, graph: bool) -> list[str]:
-    command = [
-        sys.executable,
-        str(ROOT / "scripts" / "floor_loop.py"),
+        str(ROOT / "scripts" / script),
         "--data-dir",
         args.data_dir,
         "--epochs",
@@ -127,6 +110,16 @@ def floor_command(args: argparse.Namespace, out: Path, graph: bool) -> list[str]
         args.device,
         *limit_options(args),
     ]
+
+
+def tutorial_command(args: argparse.Namespace, out: Path) -> list[str]:
+    command = loop_command(args, "tutorial_loop.py", out)
+    threads = [] if args.tutorial_threads is None else ["--threads", str(args.tutorial_threads)]
+    return command + threads
+
+
+def floor_command(args: argparse.Namespace, out: Path, graph: bool) -> list[str]:
+    command = loop_command(args, "floor_loop.py", out)
     return command + ["--graph"] if graph else command
 
 

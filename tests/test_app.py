@@ -215,12 +215,8 @@ def test_a_checkpoint_inside_the_folder_the_app_runs_in_is_shown_relative_to_it(
     assert shown_path(outside) == str(outside)
 
 
-def rgb_checkpoint(path: Path) -> Path:
-    """A readable checkpoint of a network for 3-channel 32x32 pictures, as data=imagefolder trains."""
-    model = ConvNetClassifier(
-        net={"in_channels": 3, "image_size": 32, "num_classes": 10},
-        optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01},
-    )
+def saved(model: ConvNetClassifier, path: Path) -> Path:
+    """``model`` written as a checkpoint that load_classifier reads: its weights and hyperparameters."""
     torch.save(
         {
             "state_dict": model.state_dict(),
@@ -230,6 +226,15 @@ def rgb_checkpoint(path: Path) -> Path:
         path,
     )
     return path
+
+
+def rgb_checkpoint(path: Path) -> Path:
+    """A readable checkpoint of a network for 3-channel 32x32 pictures, as data=imagefolder trains."""
+    model = ConvNetClassifier(
+        net={"in_channels": 3, "image_size": 32, "num_classes": 10},
+        optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01},
+    )
+    return saved(model, path)
 
 
 def test_bad_files_get_one_line_on_the_page_and_console_and_the_app_keeps_serving(
@@ -354,15 +359,7 @@ def folder_checkpoint(path: Path, class_names: list[str]) -> Path:
         class_names=class_names,
         optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01},
     )
-    torch.save(
-        {
-            "state_dict": model.state_dict(),
-            "hyper_parameters": dict(model.hparams),
-            "pytorch-lightning_version": pl.__version__,
-        },
-        path,
-    )
-    return path
+    return saved(model, path)
 
 
 @needs_chromium
